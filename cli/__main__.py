@@ -1,0 +1,3 @@
+from pgcompress.cli.main import main
+
+main()

@@ -1,0 +1,65 @@
+"""``pgc``: the click group, and the one place errors become a line on stderr and an exit code.
+
+Exit codes: 0 ok; 2 a problem the user can fix (bad input file, option, budget miss), printed as
+one line; 1 an internal error (one line; ``--debug`` or PGC_DEBUG=1 shows the traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from pgcompress import __version__
+from pgcompress.errors import PgcError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="pgcompress")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """pgcompress: pack Parameter Golf checkpoints under the 16 MB budget and score them."""
+
+
+def _commands():
+    from pgcompress.cli import inspect_cmd, methods_cmd, pack_cmd, unpack_cmd
+
+    return [pack_cmd.pack, inspect_cmd.inspect, unpack_cmd.unpack, methods_cmd.methods]
+
+
+COMMANDS = _commands()
+for _command in COMMANDS:
+    cli.add_command(_command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("PGC_DEBUG") == "1"
+    try:
+        cli.main(args=argv, prog_name="pgc", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("pgc: aborted", err=True)
+        sys.exit(130)
+    except PgcError as exc:
+        _fail(debug, f"pgc: error: {exc}", 2)
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        _fail(debug, f"pgc: error: {exc.filename}: {exc.strerror}", 2)
+    except KeyboardInterrupt:
+        click.echo("pgc: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug: still one line unless asked for more
+        _fail(debug, f"pgc: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1)
+
+
+def _fail(debug: bool, line: str, code: int) -> None:
+    if debug:
+        traceback.print_exc()
+    click.echo(line.splitlines()[0] if line.strip() else line, err=True)
+    sys.exit(code)

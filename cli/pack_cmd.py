@@ -1,0 +1,49 @@
+"""``pgc pack``: checkpoint -> artifact, with the challenge's byte accounting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from pgcompress.atomic import atomic_write
+from pgcompress.checkpoint import load_checkpoint
+from pgcompress.errors import BudgetError
+from pgcompress.pack import pack_report
+
+CHALLENGE_BUDGET = 16_000_000
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Artifact file to write (atomically).")
+@click.option("--budget", type=int, default=CHALLENGE_BUDGET, show_default=True,
+              help="Byte cap for code + artifact; the total must be strictly below it.")
+@click.option("--code", type=click.Path(dir_okay=False, path_type=Path),
+              help="The counted code file (train_gpt.py); its bytes count toward the budget.")
+@click.option("--method", default="int8-ref", show_default=True,
+              help="Method spec: a name, and/or GLOB=NAME overrides, comma-separated (see 'pgc methods').")
+@click.option("--codec", default="auto", show_default=True,
+              help="Stream codec: 'auto' picks the smallest per stream; a name forces it where it applies.")
+@click.option("--submittable", is_flag=True, help="Use only codecs a submission's decoder can read.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def pack(checkpoint, output, budget, code, method, codec, submittable, as_json):
+    """Pack CHECKPOINT (torch.save state dict, .safetensors or .ptz) into an artifact."""
+    sd = load_checkpoint(checkpoint)
+    try:
+        result = pack_report(sd, budget, code, method=method, codec=codec, submittable=submittable,
+                             progress=not as_json)
+    except BudgetError as exc:
+        raise BudgetError(f"{output} not written: {exc}", exc.total_bytes, exc.budget) from None
+    atomic_write(output, result.data)
+    summary = {"artifact": str(output), "code_bytes": result.code_bytes, "model_bytes": result.model_bytes,
+               "total_bytes": result.total_bytes, "budget": budget, "headroom": budget - 1 - result.total_bytes,
+               "method": method}
+    if as_json:
+        click.echo(json.dumps(summary, sort_keys=True))
+        return
+    click.echo(f"code_bytes:{result.code_bytes} model_bytes:{result.model_bytes} "
+               f"total_bytes:{result.total_bytes} budget:{budget} headroom:{summary['headroom']}")
+    click.echo(f"wrote {output} ({result.model_bytes:,} bytes, method {method})")

@@ -1,0 +1,128 @@
+"""Reading a user's checkpoint into a plain ``{name: tensor}`` state dict, safely.
+
+Accepted: ``torch.save(state_dict)`` files (read with ``weights_only=True``, so a pickle that
+carries code is refused, never run), the same wrapped as ``{"model": sd}`` / ``{"state_dict": sd}``,
+``.safetensors`` files, and the reference's ``final_model.int8.ptz`` export (zlib of a torch.save'd
+int8 dict), which is dequantized exactly as the reference does. Prefixes added by DDP
+(``module.``) and torch.compile (``_orig_mod.``) are stripped.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from pathlib import Path
+
+import torch
+
+from pgcompress.errors import CheckpointError
+
+WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
+STRIPPED_PREFIXES = ("module.", "_orig_mod.")
+REFERENCE_INT8_FORMAT = "int8_clean_per_row_v1"
+
+
+def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a state dict from ``path`` (see module docstring for the accepted forms)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    data = path.read_bytes()
+    if path.suffix == ".safetensors" or _looks_like_safetensors(data):
+        return _load_safetensors(path, data)
+    if _looks_like_zlib(data):
+        return _load_reference_ptz(path, data)
+    obj = _torch_load(path, data)
+    return state_dict_from_object(obj, str(path))
+
+
+def state_dict_from_object(obj, source: str) -> dict[str, torch.Tensor]:
+    """Unwrap and validate an object that should be a state dict."""
+    if isinstance(obj, dict):
+        for key in WRAPPER_KEYS:
+            if isinstance(obj.get(key), dict) and all(isinstance(k, str) for k in obj[key]):
+                if any(isinstance(v, torch.Tensor) for v in obj[key].values()):
+                    obj = obj[key]
+                    break
+        if obj.get("__quant_format__") == REFERENCE_INT8_FORMAT:
+            return dequantize_reference_int8(obj, source)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{source}: expected a state dict (name -> tensor), found {type(obj).__name__}")
+    if not obj:
+        raise CheckpointError(f"{source}: the state dict is empty")
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(
+            f"{source}: entry {bad[0]!r} is not a tensor ({type(obj[bad[0]]).__name__}); "
+            "save model.state_dict(), or a dict holding it under 'model' or 'state_dict'"
+        )
+    return _strip_prefixes({k: v.detach().to("cpu") for k, v in obj.items()})
+
+
+def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in STRIPPED_PREFIXES:
+        if all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def _torch_load(path: Path, data: bytes):
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for foreign files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
+            raise CheckpointError(
+                f"{path}: refused to load: the file holds Python objects other than tensors "
+                f"(it would run code to load); save a plain state_dict ({reason[:160]})"
+            ) from None
+        raise CheckpointError(f"{path}: not a torch checkpoint, .safetensors or .ptz file ({reason[:160]})") from None
+
+
+def _looks_like_safetensors(data: bytes) -> bool:
+    if len(data) < 10:
+        return False
+    n = int.from_bytes(data[:8], "little")
+    return 2 <= n <= len(data) - 8 and data[8:9] == b"{"
+
+
+def _looks_like_zlib(data: bytes) -> bool:
+    return len(data) >= 2 and data[0] == 0x78 and (data[0] * 256 + data[1]) % 31 == 0
+
+
+def _load_safetensors(path: Path, data: bytes) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorsError
+    from safetensors.torch import load
+
+    try:
+        sd = load(data)
+    except (SafetensorsError, Exception) as exc:
+        raise CheckpointError(f"{path}: not a valid .safetensors file ({exc})") from None
+    return state_dict_from_object(sd, str(path))
+
+
+def _load_reference_ptz(path: Path, data: bytes) -> dict[str, torch.Tensor]:
+    try:
+        raw = zlib.decompress(data)
+    except zlib.error:
+        return state_dict_from_object(_torch_load(path, data), str(path))
+    return state_dict_from_object(_torch_load(path, raw), str(path))
+
+
+def dequantize_reference_int8(obj: dict, source: str) -> dict[str, torch.Tensor]:
+    """The reference's int8 export dict -> the state dict its own loader rebuilds."""
+    try:
+        out: dict[str, torch.Tensor] = {}
+        orig = obj.get("passthrough_orig_dtypes", {})
+        for name, q in obj["quantized"].items():
+            dtype = getattr(torch, obj["dtypes"][name])
+            s = obj["scales"][name]
+            if s.ndim > 0:
+                out[name] = (q.float() * s.to(torch.float32).view(q.shape[0], *([1] * (q.ndim - 1)))).to(dtype)
+            else:
+                out[name] = (q.float() * float(s.item())).to(dtype)
+        for name, t in obj["passthrough"].items():
+            out[name] = t.to(getattr(torch, orig[name])) if name in orig else t
+    except (KeyError, AttributeError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{source}: malformed reference int8 export ({exc})") from None
+    return out

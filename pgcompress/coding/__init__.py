@@ -1,0 +1,1 @@
+"""Stream codecs. ``pgcompress.coding.builtin`` imports the built-in ones, which register themselves."""

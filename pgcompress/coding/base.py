@@ -1,0 +1,72 @@
+"""The codec interface: a codec turns one typed array (a stream) into bytes and back.
+
+Streams are self-describing: whatever a codec needs to decode (levels, tables, lane counts)
+lives inside its bytes. The container stores, per stream, the codec's name and a ``StreamInfo``
+(element dtype, count and, for integer symbol streams, the value range), and hands that info to
+``decode``, which must validate everything it reads before allocating.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Little-endian numpy dtypes a stream may hold. bf16 data travels as its uint16 bit pattern.
+STREAM_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+                 "float16", "float32", "float64", "bool")
+
+# Streams larger than this are refused before anything is allocated (a corrupt header cannot
+# make the decoder reserve terabytes).
+MAX_STREAM_BYTES = 1 << 34
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What the container knows about a stream without decoding it.
+
+    dtype: one of STREAM_DTYPES; count: number of elements;
+    lo/hi: min/max value for integer symbol streams (signed ints up to 16 bits), else None.
+    """
+
+    dtype: str
+    count: int
+    lo: int | None = None
+    hi: int | None = None
+
+    @property
+    def raw_nbytes(self) -> int:
+        return self.count * np.dtype(self.dtype).itemsize
+
+    @property
+    def is_symbols(self) -> bool:
+        return self.lo is not None
+
+
+def stream_info_for(arr: np.ndarray) -> StreamInfo:
+    """StreamInfo of an array about to be stored (range only for signed ints of <= 16 bits)."""
+    dtype = arr.dtype.newbyteorder("=").name if arr.dtype.byteorder not in "=|<" else arr.dtype.name
+    if dtype not in STREAM_DTYPES:
+        raise TypeError(f"stream dtype {arr.dtype} is not storable")
+    lo = hi = None
+    if arr.dtype.kind == "i" and arr.dtype.itemsize <= 2 and arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+    return StreamInfo(dtype=dtype, count=int(arr.size), lo=lo, hi=hi)
+
+
+class Codec:
+    """Base class. ``submittable``: its decoder needs only torch, numpy, brotli and the stdlib."""
+
+    name: str = ""
+    submittable: bool = True
+
+    def accepts(self, info: StreamInfo) -> bool:
+        """Whether this codec can encode a stream of this kind (auto choice skips the others)."""
+        return True
+
+    def encode(self, arr: np.ndarray, info: StreamInfo) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, blob: bytes, info: StreamInfo) -> np.ndarray:
+        """Return a flat array of ``info.dtype`` with ``info.count`` elements, or raise CodecError."""
+        raise NotImplementedError

@@ -1,0 +1,3 @@
+"""Imports every built-in codec module so that each registers itself (registry order = tie order)."""
+
+from pgcompress.coding import generic  # noqa: F401

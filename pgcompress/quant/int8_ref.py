@@ -1,0 +1,94 @@
+"""``int8-ref``: the challenge's reference per-row int8 export, reproduced bit for bit.
+
+Rules (spec section 6): 2-D float tensors get one float16 scale per row,
+``clip = quantile(|row|, 0.9999984)`` (linear interpolation), ``scale = max(clip/127, 1/127)``,
+``q = clamp(round(clamp(w, -clip, clip) / scale_fp32), -127, 127)``; the codes are rounded with
+the float32 scale while the stored scale is float16. Other float tensors get one float32 scale
+(``clip/127``, or 1.0 when clip is 0). Dequantization: ``q.float() * scale.float()`` cast to the
+original dtype. Which tensors are quantized at all is decided by ``pgcompress.quant.policy``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pgcompress.quant.base import Encoded, Method, QuantContext
+from pgcompress.quant.streams import expect_stream
+from pgcompress.registry import register_method
+
+CLIP_Q = 99.99984 / 100.0
+_TORCH_QUANTILE_MAX_NUMEL = 1 << 24  # torch.quantile refuses larger inputs
+
+
+def quantile_linear(x: torch.Tensor, q: float) -> torch.Tensor:
+    """torch.quantile(x, q, dim=-1) with linear interpolation, for inputs of any size.
+
+    Uses torch.quantile where it accepts the input and otherwise mirrors its arithmetic
+    (fp32 rank = q * (n - 1), gather below/above, lerp), so results do not depend on size.
+    """
+    # x: [..., n] fp32 -> [...] fp32
+    if x.numel() <= _TORCH_QUANTILE_MAX_NUMEL:
+        return torch.quantile(x, q, dim=-1)
+    rows = x.reshape(-1, x.shape[-1])
+    if rows.shape[0] > 1:
+        step = max(1, _TORCH_QUANTILE_MAX_NUMEL // rows.shape[1])
+        parts = [quantile_linear(rows[i:i + step], q) for i in range(0, rows.shape[0], step)]
+        return torch.cat(parts).reshape(x.shape[:-1])
+    srt = torch.sort(rows, dim=-1).values
+    rank = torch.tensor(q, dtype=x.dtype) * (srt.shape[-1] - 1)
+    below = rank.to(torch.long).reshape(1, 1)
+    above = rank.ceil().to(torch.long).reshape(1, 1)
+    lo = srt.gather(-1, below)
+    hi = srt.gather(-1, above)
+    return lo.lerp(hi, rank - below.to(x.dtype)).reshape(x.shape[:-1])
+
+
+def quantize_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """w: [rows, cols] float -> (q [rows, cols] int8, scale [rows] fp16)."""
+    w32 = w.float()
+    if w32.numel():
+        clip = quantile_linear(w32.abs(), CLIP_Q)
+    else:
+        clip = torch.zeros(w32.shape[0], dtype=torch.float32)
+    clipped = torch.maximum(torch.minimum(w32, clip[:, None]), -clip[:, None])
+    scale = (clip / 127.0).clamp_min(1.0 / 127.0)
+    q = torch.clamp(torch.round(clipped / scale[:, None]), -127, 127).to(torch.int8)
+    return q, scale.to(torch.float16)
+
+
+def quantize_tensor(w: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """w: any shape float -> (q int8 same shape, scale as a float32 value)."""
+    w32 = w.float()
+    clip = float(quantile_linear(w32.abs().reshape(-1), CLIP_Q).item()) if w32.numel() else 0.0
+    scale = torch.tensor(clip / 127.0 if clip > 0 else 1.0, dtype=torch.float32)
+    q = torch.clamp(torch.round(torch.clamp(w32, -clip, clip) / scale), -127, 127).to(torch.int8)
+    return q, float(scale.item())
+
+
+class Int8Ref(Method):
+    name = "int8-ref"
+
+    def quantize(self, name: str, w: torch.Tensor, ctx: QuantContext) -> Encoded:
+        w = w.detach().to("cpu")
+        if w.ndim == 2:
+            q, scale = quantize_rows(w)
+            return Encoded(self.name, {"scheme": "row"},
+                           {"q": q.numpy().reshape(-1), "scale": scale.numpy()})
+        q, scale = quantize_tensor(w)
+        # the float32 scale is exact in JSON: a Python float holds every float32 value
+        return Encoded(self.name, {"scheme": "tensor", "scale": scale}, {"q": q.numpy().reshape(-1)})
+
+    def dequantize(self, enc: Encoded, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        numel = int(np.prod(shape, dtype=np.int64))
+        q = torch.from_numpy(expect_stream(enc, "q", numel, np.int8).copy()).reshape(shape)
+        if enc.params.get("scheme") == "row":
+            scale = expect_stream(enc, "scale", shape[0], np.float16)
+            s = torch.from_numpy(scale.copy()).to(torch.float32)
+            return (q.float() * s.view(shape[0], 1)).to(dtype)
+        scale = float(np.float32(enc.params["scale"]))
+        return (q.float() * scale).to(dtype)
+
+
+register_method("int8-ref", lambda m: Int8Ref(),
+                "the challenge's reference per-row int8 export, bit-exact (clip q=0.9999984)")
