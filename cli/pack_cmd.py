@@ -11,6 +11,7 @@ from pgcompress.atomic import atomic_write
 from pgcompress.checkpoint import load_checkpoint
 from pgcompress.errors import BudgetError
 from pgcompress.pack import pack_report
+from pgcompress.quant.policy import MethodSpec
 
 CHALLENGE_BUDGET = 16_000_000
 
@@ -31,9 +32,10 @@ CHALLENGE_BUDGET = 16_000_000
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def pack(checkpoint, output, budget, code, method, codec, submittable, as_json):
     """Pack CHECKPOINT (torch.save state dict, .safetensors or .ptz) into an artifact."""
+    spec = MethodSpec.parse(method)  # cheap checks before the slow load
     sd = load_checkpoint(checkpoint)
     try:
-        result = pack_report(sd, budget, code, method=method, codec=codec, submittable=submittable,
+        result = pack_report(sd, budget, code, method=spec, codec=codec, submittable=submittable,
                              progress=not as_json)
     except BudgetError as exc:
         raise BudgetError(f"{output} not written: {exc}", exc.total_bytes, exc.budget) from None

@@ -77,7 +77,7 @@ def pack_report(state_dict, budget=None, code=None, *, method="int8-ref", codec=
             blobs.append(blob)
         entries.append({"name": name, "shape": list(t.shape), "dtype": dtype_name(t.dtype),
                         "method": enc.method, "params": enc.params, "streams": streams})
-    data = fmt.build({"label": str(method) if isinstance(method, str) else str(spec)}, entries, blobs)
+    data = fmt.build({"label": str(spec)}, entries, blobs)
     result = PackResult(data, code_bytes, {name: enc.method for name, _, enc in encoded})
     if budget is not None and result.total_bytes >= budget:
         raise BudgetError(
