@@ -25,9 +25,10 @@ def cli(debug: bool) -> None:
 
 def _commands():
     from pgcompress.cli import demo_cmd, eval_cmd, inspect_cmd, methods_cmd, pack_cmd, unpack_cmd
+    from pgcompress.cli import decoder_cmd, wrap_cmd
 
-    return [pack_cmd.pack, inspect_cmd.inspect, unpack_cmd.unpack, methods_cmd.methods, eval_cmd.eval_, eval_cmd.compare,
-            demo_cmd.demo]
+    return [pack_cmd.pack, inspect_cmd.inspect, unpack_cmd.unpack, methods_cmd.methods, eval_cmd.eval_, eval_cmd.compare, demo_cmd.demo,
+            decoder_cmd.decoder, wrap_cmd.wrap]
 
 
 COMMANDS = _commands()

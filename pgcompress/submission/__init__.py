@@ -1,0 +1,1 @@
+"""What a submission carries: the generated artifact decoder and the wrapped, counted train_gpt.py."""

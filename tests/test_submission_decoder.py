@@ -1,0 +1,105 @@
+"""The generated decoder: self-contained, and bit-identical to ``unpack`` for what it decodes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import pgcompress
+from coding_helpers import matrix_info
+from conftest import reference_like_state_dict
+from pgcompress import format as fmt
+from pgcompress.coding.base import stream_info_for
+from pgcompress.errors import PgcError
+from pgcompress.registry import get_codec
+from pgcompress.submission.decoder import build_decoder
+
+# Runs the decoder with pgcompress, zstandard and the minifier made unimportable, as in a
+# submission's environment (torch, numpy, brotli and the standard library only).
+RUNNER = textwrap.dedent('''
+    import sys, importlib.abc
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] in ("pgcompress", "zstandard", "python_minifier", "cli"):
+                raise ImportError("blocked: " + name)
+    sys.meta_path.insert(0, Block())
+    sys.path = [p for p in sys.path if p not in ("", ".")]
+    import torch
+    ns = {}
+    exec(compile(open(sys.argv[1]).read(), "decode_artifact.py", "exec"), ns)
+    out = ns["decode"](open(sys.argv[2], "rb").read())
+    torch.save(out, sys.argv[3])
+''')
+
+
+def run_isolated(tmp_path, src: str, data: bytes) -> dict:
+    (tmp_path / "dec.py").write_text(src)
+    (tmp_path / "a.bin").write_bytes(data)
+    (tmp_path / "run.py").write_text(RUNNER)
+    subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "dec.py"), str(tmp_path / "a.bin"),
+                    str(tmp_path / "out.pt")], check=True, cwd=tmp_path, capture_output=True)
+    return torch.load(tmp_path / "out.pt", weights_only=True)
+
+
+def assert_same_state(a: dict, b: dict):
+    assert list(a) == list(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        assert torch.equal(a[k].view(-1).view(torch.uint8), b[k].contiguous().view(-1).view(torch.uint8)), k
+
+
+def test_generated_decoder_matches_unpack_without_pgcompress(tmp_path):
+    sd = reference_like_state_dict(seed=1, dim=64, layers=2, vocab=300)
+    sd["tok_emb.weight"] = (torch.randn(1100, 64) * 0.02).to(torch.bfloat16)  # over 65,536: quantized
+    data = pgcompress.pack(sd, method="int8-ref", submittable=True)
+    src = build_decoder(data)
+    assert "import pgcompress" not in src and "from pgcompress" not in src and "zstandard" not in src
+    assert_same_state(run_isolated(tmp_path, src, data), pgcompress.unpack(data))
+
+
+def handmade_artifact(codec_for_q: str) -> bytes:
+    """One int8-ref matrix whose codes use ``codec_for_q`` (rans-ctx needs the matrix shape)."""
+    rng = np.random.default_rng(0)
+    w = torch.from_numpy(rng.normal(size=(96, 80)).astype(np.float32) * np.exp(rng.normal(0, .5, (1, 80))).astype(np.float32))
+    enc = pgcompress.registry.get_method("int8-ref").quantize("w", w, None)
+    q2d = enc.streams["q"].reshape(96, 80)
+    streams, blobs = [], []
+    for role, arr in enc.streams.items():
+        info = stream_info_for(arr)
+        codec = codec_for_q if role == "q" else "planes+brotli"
+        blob = get_codec(codec).encode(arr, matrix_info(q2d) if codec == "rans-ctx" else info)
+        streams.append(fmt.stream_entry(role, info, codec, blob))
+        blobs.append(blob)
+    entry = {"name": "w", "shape": [96, 80], "dtype": "float32", "method": enc.method,
+             "params": enc.params, "streams": streams}
+    return fmt.build({"label": "test"}, [entry], blobs)
+
+
+@pytest.mark.parametrize("codec", ["rans-ctx", "rans", "bitpack", "lzma"])
+def test_every_submittable_codec_decodes_in_the_generated_module(codec):
+    data = handmade_artifact(codec)
+    src = build_decoder(data, minify=False)
+    ns = {}
+    exec(compile(src, "d.py", "exec"), ns)
+    assert set(ns["CODECS"]) == {codec, "planes+brotli"}  # only what the artifact uses
+    assert_same_state(ns["decode"](data), pgcompress.unpack(data))
+
+
+def test_non_submittable_codec_is_refused():
+    data = handmade_artifact("zstd")
+    with pytest.raises(PgcError, match="cannot decode"):
+        build_decoder(data)
+
+
+def test_generated_decoder_rejects_a_corrupt_artifact():
+    data = bytearray(handmade_artifact("rans"))
+    data[-5] ^= 0xFF
+    ns = {}
+    exec(compile(build_decoder(bytes(data[:-5]) + bytes(handmade_artifact("rans")[-5:])), "d.py", "exec"), ns)
+    with pytest.raises(ns["CodecError"]):
+        ns["decode"](bytes(data))
