@@ -89,8 +89,8 @@ def pack_report(state_dict, budget=None, code=None, *, method="int8-ref", codec=
 
 
 def _code_stream(arr, codec: str, submittable: bool):
+    info = stream_info_for(arr)  # before flattening: matrix streams keep their shape for the codecs
     flat = arr.reshape(-1)
-    info = stream_info_for(flat)
     name, blob = choose_codec(flat, info, None if codec == "auto" else [codec], submittable)
     return info, name, blob
 

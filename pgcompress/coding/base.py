@@ -27,12 +27,15 @@ class StreamInfo:
 
     dtype: one of STREAM_DTYPES; count: number of elements;
     lo/hi: min/max value for integer symbol streams (signed ints up to 16 bits), else None.
+    shape: (rows, cols) when the stream is a matrix, known at encode time only (the header does
+      not store it; a codec that models rows and columns, like ``rans-ctx``, keeps it in its blob).
     """
 
     dtype: str
     count: int
     lo: int | None = None
     hi: int | None = None
+    shape: tuple[int, int] | None = None
 
     @property
     def raw_nbytes(self) -> int:
@@ -44,14 +47,16 @@ class StreamInfo:
 
 
 def stream_info_for(arr: np.ndarray) -> StreamInfo:
-    """StreamInfo of an array about to be stored (range only for signed ints of <= 16 bits)."""
+    """StreamInfo of an array about to be stored (range only for signed ints of <= 16 bits;
+    shape only for 2-D arrays)."""
     dtype = arr.dtype.newbyteorder("=").name if arr.dtype.byteorder not in "=|<" else arr.dtype.name
     if dtype not in STREAM_DTYPES:
         raise TypeError(f"stream dtype {arr.dtype} is not storable")
     lo = hi = None
     if arr.dtype.kind == "i" and arr.dtype.itemsize <= 2 and arr.size:
         lo, hi = int(arr.min()), int(arr.max())
-    return StreamInfo(dtype=dtype, count=int(arr.size), lo=lo, hi=hi)
+    shape = (int(arr.shape[0]), int(arr.shape[1])) if arr.ndim == 2 else None
+    return StreamInfo(dtype=dtype, count=int(arr.size), lo=lo, hi=hi, shape=shape)
 
 
 class Codec:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pgcompress.errors import FormatError
 from pgcompress.quant.base import Encoded, Method, QuantContext
 from pgcompress.quant.streams import expect_stream
 from pgcompress.registry import register_method
@@ -73,8 +74,7 @@ class Int8Ref(Method):
         w = w.detach().to("cpu")
         if w.ndim == 2:
             q, scale = quantize_rows(w)
-            return Encoded(self.name, {"scheme": "row"},
-                           {"q": q.numpy().reshape(-1), "scale": scale.numpy()})
+            return Encoded(self.name, {"scheme": "row"}, {"q": q.numpy(), "scale": scale.numpy()})
         q, scale = quantize_tensor(w)
         # the float32 scale is exact in JSON: a Python float holds every float32 value
         return Encoded(self.name, {"scheme": "tensor", "scale": scale}, {"q": q.numpy().reshape(-1)})
@@ -83,6 +83,8 @@ class Int8Ref(Method):
         numel = int(np.prod(shape, dtype=np.int64))
         q = torch.from_numpy(expect_stream(enc, "q", numel, np.int8).copy()).reshape(shape)
         if enc.params.get("scheme") == "row":
+            if len(shape) != 2:
+                raise FormatError(f"int8-ref: per-row scheme on a {len(shape)}-D tensor")
             scale = expect_stream(enc, "scale", shape[0], np.float16)
             s = torch.from_numpy(scale.copy()).to(torch.float32)
             return (q.float() * s.view(shape[0], 1)).to(dtype)
