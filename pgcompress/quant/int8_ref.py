@@ -81,15 +81,24 @@ class Int8Ref(Method):
 
     def dequantize(self, enc: Encoded, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         numel = int(np.prod(shape, dtype=np.int64))
-        q = torch.from_numpy(expect_stream(enc, "q", numel, np.int8).copy()).reshape(shape)
-        if enc.params.get("scheme") == "row":
+        expect_stream(enc, "q", numel, np.int8)
+        scheme = enc.params.get("scheme")
+        if scheme == "row":
             if len(shape) != 2:
                 raise FormatError(f"int8-ref: per-row scheme on a {len(shape)}-D tensor")
-            scale = expect_stream(enc, "scale", shape[0], np.float16)
-            s = torch.from_numpy(scale.copy()).to(torch.float32)
-            return (q.float() * s.view(shape[0], 1)).to(dtype)
-        scale = float(np.float32(enc.params["scale"]))
-        return (q.float() * scale).to(dtype)
+            expect_stream(enc, "scale", shape[0], np.float16)
+        elif scheme != "tensor" or not isinstance(enc.params.get("scale"), float):
+            raise FormatError(f"int8-ref: bad params {enc.params}")
+        return int8_ref_dequantize(enc.method, enc.params, enc.streams, shape, dtype)
+
+
+def int8_ref_dequantize(method, params, streams, shape, dtype):
+    """q.float() * scale.float() -> dtype. A plain function: the submission decoder copies it."""
+    q = torch.from_numpy(np.ascontiguousarray(streams["q"]).copy()).reshape(shape)
+    if params["scheme"] == "row":
+        s = torch.from_numpy(np.ascontiguousarray(streams["scale"]).copy()).to(torch.float32)
+        return (q.float() * s.view(shape[0], 1)).to(dtype)
+    return (q.float() * float(np.float32(params["scale"]))).to(dtype)
 
 
 register_method("int8-ref", lambda m: Int8Ref(),

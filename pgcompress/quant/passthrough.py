@@ -13,7 +13,7 @@ import torch
 from pgcompress.quant.base import Encoded, Method, QuantContext
 from pgcompress.quant.streams import expect_stream
 from pgcompress.registry import register_method
-from pgcompress.tensors import dtype_name, from_numpy_bits, to_numpy_bits, torch_dtype
+from pgcompress.tensors import from_numpy_bits, to_numpy_bits, torch_dtype
 
 
 class Raw(Method):
@@ -26,30 +26,38 @@ class Raw(Method):
 
     def dequantize(self, enc: Encoded, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         storage = np.uint16 if dtype == torch.bfloat16 else torch.empty(0, dtype=dtype).numpy().dtype
-        data = expect_stream(enc, "data", int(np.prod(shape, dtype=np.int64)), storage)
-        return from_numpy_bits(data, dtype_name(dtype), shape)
+        expect_stream(enc, "data", int(np.prod(shape, dtype=np.int64)), storage)
+        return passthrough_dequantize(self.name, enc.params, enc.streams, shape, dtype)
 
 
 class FloatCast(Method):
-    """Stores the tensor cast to ``store`` and returns it as ``out`` (None: the original dtype)."""
+    """Stores the tensor cast to the method's dtype; returns the original dtype (fp32: float32)."""
 
-    def __init__(self, name: str, store: str, out: str | None):
-        self.name, self.store, self.out = name, store, out
+    def __init__(self, name: str):
+        self.name = name
 
     def quantize(self, name: str, w: torch.Tensor, ctx: QuantContext) -> Encoded:
-        return Encoded(self.name, {}, {"data": to_numpy_bits(w.to(torch_dtype(self.store)))})
+        return Encoded(self.name, {}, {"data": to_numpy_bits(w.to(torch_dtype(STORED_AS[self.name])))})
 
     def dequantize(self, enc: Encoded, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        storage = np.uint16 if self.store == "bfloat16" else np.dtype(self.store)
-        data = expect_stream(enc, "data", int(np.prod(shape, dtype=np.int64)), storage)
-        t = from_numpy_bits(data, self.store, shape)
-        return t.to(torch_dtype(self.out) if self.out else dtype)
+        stored = STORED_AS[self.name]
+        storage = np.uint16 if stored == "bfloat16" else np.dtype(stored)
+        expect_stream(enc, "data", int(np.prod(shape, dtype=np.int64)), storage)
+        return passthrough_dequantize(self.name, enc.params, enc.streams, shape, dtype)
+
+
+STORED_AS = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+
+
+def passthrough_dequantize(method, params, streams, shape, dtype):
+    """Stored bits -> tensor in the output dtype. A plain function: the submission decoder copies it."""
+    stored = STORED_AS.get(method, str(dtype).removeprefix("torch."))
+    t = from_numpy_bits(streams["data"], stored, shape)
+    return t.to(torch.float32) if method == "fp32" else t.to(dtype)
 
 
 register_method("raw", lambda m: Raw(), "keep the tensor exactly as it is (any dtype)")
-register_method("fp16", lambda m: FloatCast("fp16", "float16", None),
-                "store as float16, restore the original dtype on load")
-register_method("bf16", lambda m: FloatCast("bf16", "bfloat16", None),
-                "store as bfloat16, restore the original dtype on load")
-register_method("fp32", lambda m: FloatCast("fp32", "float32", "float32"),
+register_method("fp16", lambda m: FloatCast("fp16"), "store as float16, restore the original dtype on load")
+register_method("bf16", lambda m: FloatCast("bf16"), "store as bfloat16, restore the original dtype on load")
+register_method("fp32", lambda m: FloatCast("fp32"),
                 "store and load as float32 (the reference's rule for control tensors)")

@@ -10,6 +10,7 @@ codecs and methods the artifact uses are included; the text is minified (python-
 
 from __future__ import annotations
 
+import ast
 import builtins
 import inspect
 import textwrap
@@ -58,7 +59,7 @@ def assemble(tables: dict[str, dict[str, types.FunctionType]], entry: types.Func
                 imports.add(_import_line(value, name))
             elif isinstance(value, types.FunctionType):
                 stack.append(value)
-            elif isinstance(value, (int, float, str, bytes)) and not isinstance(value, bool):
+            elif _is_literal(value):
                 consts[name] = repr(value)
             elif hasattr(builtins, name):
                 continue
@@ -70,6 +71,16 @@ def assemble(tables: dict[str, dict[str, types.FunctionType]], entry: types.Func
     for tname, table in tables.items():
         parts.append(f"{tname} = {{" + ", ".join(f"{k!r}: {f.__name__}" for k, f in sorted(table.items())) + "}")
     return "\n".join(parts) + "\n"
+
+
+def _is_literal(value) -> bool:
+    """Plain constants (numbers, strings, and dicts/tuples/lists of them) that repr() rebuilds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, bytes, dict, tuple, list)):
+        return False
+    try:
+        return ast.literal_eval(repr(value)) == value
+    except (ValueError, SyntaxError):
+        return False
 
 
 def _global_names(code: types.CodeType) -> set[str]:

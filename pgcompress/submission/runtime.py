@@ -19,13 +19,14 @@ from pgcompress.coding.bytes_dec import (brotli_decode, lzma_decode, planes_brot
 from pgcompress.coding.ctx_dec import rans_ctx_decode
 from pgcompress.coding.rans_dec import rans0_decode
 from pgcompress.errors import CodecError
-from pgcompress.submission.methods_dec import float_dequantize, int8_ref_dequantize
+from pgcompress.quant.int8_ref import int8_ref_dequantize
+from pgcompress.quant.passthrough import passthrough_dequantize
 
 CODECS = {"raw": raw_decode, "zlib": zlib_decode, "lzma": lzma_decode, "brotli": brotli_decode,
           "planes+brotli": planes_brotli_decode, "planes+lzma": planes_lzma_decode,
           "bitpack": bitpack_decode, "rans": rans0_decode, "rans-ctx": rans_ctx_decode}
-METHODS = {"int8-ref": int8_ref_dequantize, "raw": float_dequantize, "fp16": float_dequantize,
-           "bf16": float_dequantize, "fp32": float_dequantize}
+METHODS = {"int8-ref": int8_ref_dequantize, "raw": passthrough_dequantize, "fp16": passthrough_dequantize,
+           "bf16": passthrough_dequantize, "fp32": passthrough_dequantize}
 PREAMBLE = "<4sHBBII"
 MAX_HEADER = 64 << 20
 
