@@ -14,6 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_description  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 CKPT = DATA / "checkpoints" / "ref_sp1024_9x512.pt"
@@ -62,7 +65,7 @@ def main() -> None:
         f"{q['val_loss']:.8f} | {q['val_bpb']:.8f} | {ref(REFERENCE['int8_zlib_val_bpb'])} |",
         f"| gap | | | {gap:+.8f} | {ref_gap:+.8f} |",
         "",
-        f"eval_time: raw {raw['eval_ms'] / 1000:.1f} s, artifact {q['eval_ms'] / 1000:.1f} s on {os.cpu_count()} CPU cores.",
+        f"eval_time: raw {raw['eval_ms'] / 1000:.1f} s, artifact {q['eval_ms'] / 1000:.1f} s. Machine: {machine_description()}.",
         "Same weights after dequantization as the reference's int8 export, so the same bpb; the bytes",
         "differ because pgcompress's container and codecs replace torch.save + zlib.",
         "Re-run: `python bench/eval_gap.py`.",

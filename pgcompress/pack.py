@@ -26,6 +26,7 @@ class PackResult:
     data: bytes
     code_bytes: int
     methods: dict[str, str]  # tensor name -> stored method
+    decoder_bytes: int | None = None  # minified submission decoder (with submittable=True)
 
     @property
     def model_bytes(self) -> int:
@@ -79,6 +80,10 @@ def pack_report(state_dict, budget=None, code=None, *, method="int8-ref", codec=
                         "method": enc.method, "params": enc.params, "streams": streams})
     data = fmt.build({"label": str(spec)}, entries, blobs)
     result = PackResult(data, code_bytes, {name: enc.method for name, _, enc in encoded})
+    if submittable:
+        from pgcompress.submission.decoder import build_decoder
+
+        result.decoder_bytes = len(build_decoder(data).encode("utf-8"))
     if budget is not None and result.total_bytes >= budget:
         raise BudgetError(
             f"does not fit: {result.total_bytes:,} bytes (code {code_bytes:,} + model {len(data):,}) "
