@@ -11,6 +11,8 @@ from pgcompress.atomic import atomic_write
 from pgcompress.checkpoint import load_checkpoint
 from pgcompress.errors import BudgetError
 from pgcompress.pack import pack_report
+from pgcompress.quant.calibration import CalibConfig
+from pgcompress.quant.quantize import context_for
 from pgcompress.quant.policy import MethodSpec
 
 CHALLENGE_BUDGET = 16_000_000
@@ -29,14 +31,29 @@ CHALLENGE_BUDGET = 16_000_000
 @click.option("--codec", default="auto", show_default=True,
               help="Stream codec: 'auto' picks the smallest per stream; a name forces it where it applies.")
 @click.option("--submittable", is_flag=True, help="Use only codecs a submission's decoder can read.")
+@click.option("--calib-shards", metavar="GLOB",
+              help="Calibrate GPTQ/LQER Hessians on windows of these token shards (train data).")
+@click.option("--calib-selfgen", type=click.IntRange(min=1), metavar="N",
+              help="Calibrate on N sequences the model samples itself (no data needed).")
+@click.option("--calib-seqs", type=click.IntRange(min=1), default=CalibConfig.seqs, show_default=True,
+              help="Sequences taken from --calib-shards.")
+@click.option("--calib-seq-len", type=click.IntRange(min=2), default=CalibConfig.seq_len, show_default=True,
+              help="Tokens per calibration sequence.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def pack(checkpoint, output, budget, code, method, codec, submittable, as_json):
+def pack(checkpoint, output, budget, code, method, codec, submittable, calib_shards, calib_selfgen, calib_seqs,
+         calib_seq_len, as_json):
     """Pack CHECKPOINT (torch.save state dict, .safetensors or .ptz) into an artifact."""
     spec = MethodSpec.parse(method)  # cheap checks before the slow load
+    if calib_shards and calib_selfgen:
+        raise click.UsageError("use --calib-shards or --calib-selfgen, not both")
+    calib = None
+    if calib_shards or calib_selfgen:
+        calib = CalibConfig(shards=calib_shards, selfgen=calib_selfgen or 0, seqs=calib_seqs, seq_len=calib_seq_len)
     sd = load_checkpoint(checkpoint)
+    context = context_for(sd, spec, calib, progress=not as_json)
     try:
         result = pack_report(sd, budget, code, method=spec, codec=codec, submittable=submittable,
-                             progress=not as_json)
+                             context=context, progress=not as_json)
     except BudgetError as exc:
         raise BudgetError(f"{output} not written: {exc}", exc.total_bytes, exc.budget) from None
     atomic_write(output, result.data)

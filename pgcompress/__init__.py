@@ -5,6 +5,7 @@ Public API:
     pack(state_dict, budget=None, code=None, method="int8-ref", codec="auto") -> bytes
     unpack(data) -> state dict            (dequantized, as the artifact reconstructs it)
     read_header(data) -> dict             (label and tensor table, no decoding)
+    quantize(state_dict, method, calib) -> state dict   (what pack -> unpack would give, in memory)
 """
 
 from pathlib import Path as _Path
@@ -19,7 +20,9 @@ if (_root / "pyproject.toml").is_file() and (_root / "cli" / "main.py").is_file(
 from pgcompress.checkpoint import load_checkpoint  # noqa: E402
 from pgcompress.errors import PgcError  # noqa: E402
 from pgcompress.pack import pack, pack_report  # noqa: E402
+from pgcompress.quant.quantize import quantize  # noqa: E402
 from pgcompress.unpack import read_header, unpack  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["load_checkpoint", "pack", "pack_report", "unpack", "read_header", "PgcError", "__version__"]
+__all__ = ["load_checkpoint", "pack", "pack_report", "unpack", "read_header", "quantize", "PgcError",
+           "__version__"]

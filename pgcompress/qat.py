@@ -1,0 +1,168 @@
+"""Quantization-aware training: fake-quant with a straight-through estimator, on the same grid and
+with the same qparams rules as ``pgc pack``, so a QAT-trained checkpoint packs with zero extra error.
+
+    from pgcompress.qat import prepare_qat
+    prepare_qat(model, "int6-sdclip,tok_emb.weight=int8-ref")   # same spec as pgc pack --method
+
+``prepare_qat`` swaps every ``nn.Linear`` (subclasses such as CastedLinear included) for a
+subclass whose forward uses ``fake_quant(weight)``; parameters, names and the state dict stay
+exactly as they were, so ``torch.save(model.state_dict())`` packs directly. Which linear gets which
+method follows pack's own plan (``pgcompress.quant.policy``): small tensors that pack keeps as
+floats stay unquantized here too. The forward's weight is bit-identical to what ``unpack`` returns
+for that method (tests/test_qat.py), eager or under ``torch.compile``: the qparams (clip choice,
+stored-dtype scale rounding) run eagerly outside the compiled graph, and the graph only does the
+elementwise round/clamp/multiply, which compiles to the same IEEE operations.
+
+Supported: ``int{N}-{rtn,clip,sdclip,pct}`` with their grid modifiers, ``int8-ref``, and the
+keep-float methods. GPTQ and ``+lqer`` are post-training methods (they need a Hessian or an SVD of
+the final error): train with the matching RTN grid (e.g. ``int6-sdclip``) instead.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pgcompress.errors import MethodError
+from pgcompress.quant import grid as G
+from pgcompress.quant.intn import MethodName, parse_name
+from pgcompress.quant.policy import MethodSpec, method_for
+
+_FLOAT_CASTS = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@torch.compiler.disable
+@torch.no_grad()
+def qparams(w: torch.Tensor, method: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Eager qparams of weight w for an RTN-family method, broadcastable over w's grid view:
+    (scale [R, 1] fp32, zero [R, 1] int32 or None)."""
+    from pgcompress.quant.rtn import qparams_for
+
+    spec = _spec(method)
+    rows = G.to_rows(G.as_matrix(w.detach().float()), spec.group)
+    qp, _ = qparams_for(spec, rows)
+    return qp.scale[:, None], None if qp.zero is None else qp.zero[:, None]
+
+
+class _FakeQuant(torch.autograd.Function):
+    """forward: the packed-then-unpacked weight; backward: identity (straight-through)."""
+
+    @staticmethod
+    def forward(ctx, w, scale, zero, qmin, qmax, group):
+        W = G.as_matrix(w.float())
+        rows = G.to_rows(W, group)
+        q = torch.clamp(torch.round(rows / scale) + (0 if zero is None else zero), qmin, qmax)
+        q = q.to(torch.int32)  # exact; also turns -0.0 into code 0 as the stored int8 does
+        if zero is not None:
+            q = q - zero
+        return (q.float() * scale).reshape(w.shape).to(w.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None, None, None, None, None
+
+
+def fake_quant(w: torch.Tensor, method: str) -> torch.Tensor:
+    """w (any float tensor) -> what ``unpack`` returns for it under ``method``, with an STE gradient."""
+    if method in ("raw", "fp32"):
+        return w if method == "raw" or w.dtype == torch.float32 else w.float()
+    if method in _FLOAT_CASTS:
+        return _Cast.apply(w, _FLOAT_CASTS[method])
+    if method == "int8-ref":
+        return _Int8Ref.apply(w)
+    spec = _spec(method)
+    scale, zero = qparams(w, method)
+    grid = spec.grid
+    return _FakeQuant.apply(w, scale, zero, grid.qmin, grid.qmax, grid.group_size)
+
+
+class _Cast(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w, dtype):
+        return w.to(dtype).to(w.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+class _Int8Ref(torch.autograd.Function):
+    @staticmethod
+    @torch.compiler.disable
+    def forward(ctx, w):
+        from pgcompress.quant.int8_ref import quantize_rows, quantize_tensor
+
+        if w.ndim == 2:
+            q, s = quantize_rows(w.detach().cpu())
+            out = q.float() * s.float()[:, None]
+        else:
+            q, s = quantize_tensor(w.detach().cpu())
+            out = q.float() * s
+        return out.to(device=w.device, dtype=w.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def _spec(method: str) -> MethodName:
+    if method.startswith("int") and "-gptq" in method or "+lqer" in method:
+        raise MethodError(f"QAT cannot reproduce {method!r} (a post-training method: it needs a Hessian or "
+                          "the final error); train with the matching RTN grid, e.g. int6-sdclip or int6-clip")
+    try:
+        return parse_name(method)
+    except MethodError:
+        raise MethodError(f"QAT supports int{{N}}-rtn/clip/sdclip/pct (+ grid modifiers), int8-ref, fp16, bf16, "
+                          f"fp32 and raw; not {method!r}") from None
+
+
+class QATLinear:
+    """Mixin for the swapped classes: forward = F.linear with the fake-quantized weight, cast to the
+    activation dtype (as CastedLinear does; a no-op for a plain nn.Linear)."""
+
+    qat_method: str
+
+    def qat_weight(self) -> torch.Tensor:
+        return fake_quant(self.weight, self.qat_method)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.qat_weight().to(x.dtype), bias)
+
+
+_SWAPPED: dict[type, type] = {}
+
+
+def _qat_class(cls: type) -> type:
+    if cls not in _SWAPPED:
+        _SWAPPED[cls] = type(f"QAT{cls.__name__}", (QATLinear, cls), {})
+    return _SWAPPED[cls]
+
+
+def prepare_qat(model: nn.Module, method: str | MethodSpec = "int6-rtn") -> dict[str, str]:
+    """Swap model's linear layers for fake-quant versions in place; returns {weight name: method}
+    for the swapped ones. ``method`` is a pack method spec (default + GLOB=NAME overrides)."""
+    spec = method if isinstance(method, MethodSpec) else MethodSpec.parse(method)
+    plan = {}
+    for mod_name, mod in model.named_modules():
+        if not isinstance(mod, nn.Linear) or isinstance(mod, QATLinear):
+            continue
+        key = f"{mod_name}.weight" if mod_name else "weight"
+        chosen = method_for(key, mod.weight, spec)
+        if chosen in ("raw", "fp32") and mod.weight.dtype == torch.float32:
+            continue  # pack keeps it exactly
+        fake_quant(mod.weight.detach(), chosen)  # fail now, naming the method, not mid-training
+        mod.__class__ = _qat_class(type(mod))
+        mod.qat_method = chosen
+        plan[key] = chosen
+    return plan
+
+
+def strip_qat(model: nn.Module) -> nn.Module:
+    """Undo prepare_qat (the weights are left as trained)."""
+    for mod in model.modules():
+        if isinstance(mod, QATLinear):
+            mod.__class__ = type(mod).__mro__[2]
+            del mod.qat_method
+    return model

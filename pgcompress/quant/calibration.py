@@ -1,0 +1,189 @@
+"""Calibration: token sequences (train shards, or sampled from the model itself) -> Hessians for
+GPTQ/LQER, keyed by state-dict name.
+
+- ``--calib-shards GLOB``: evenly spaced windows of ``seq_len`` tokens from the shards (challenge
+  format), deterministic;
+- ``--calib-selfgen N``: the model samples N sequences from BOS (no data needed, so legal at eval
+  time in the challenge). The built-in reference GPT samples with a KV cache; any other model by
+  re-running the full prefix.
+
+The model is the eval subsystem's built-in reference GPT, run in fp32 for the Hessians. A tied
+embedding gets the output head's Hessian (inputs = the final-normed hidden states).
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pgcompress.errors import DataError
+from pgcompress.progress import progress_bar
+from pgcompress.quant.hessians import HessianCollector
+
+BOS_ID = 1
+
+
+@dataclass
+class CalibConfig:
+    shards: str | None = None  # glob of train shards
+    selfgen: int = 0  # sequences to sample from the model (used when shards is None)
+    seqs: int = 64  # sequences taken from the shards
+    seq_len: int = 1024
+    batch_seqs: int = 8  # sequences per forward (memory: activations of batch_seqs * seq_len tokens)
+    temperature: float = 1.0
+    seed: int = 1337
+    device: str = "cpu"
+    progress: bool = False
+
+
+def shard_tokens(pattern: str, n_seqs: int, seq_len: int) -> torch.Tensor:
+    """n_seqs evenly spaced windows from the concatenated shards (sorted): [n, seq_len] int64."""
+    from pgcompress.eval.shards import read_shard
+
+    files = sorted(globlib.glob(pattern))
+    if not files:
+        raise DataError(f"--calib-shards {pattern!r} matches no file")
+    tokens = np.concatenate([read_shard(f) for f in files])
+    if tokens.size < seq_len:
+        raise DataError(f"calibration shards hold {tokens.size} tokens, fewer than one sequence of {seq_len}")
+    starts = np.linspace(0, tokens.size - seq_len, num=n_seqs).astype(np.int64)
+    return torch.from_numpy(np.stack([tokens[s:s + seq_len].astype(np.int64) for s in starts]))
+
+
+def tied_head_input(model: nn.Module) -> dict:
+    """The tied output head as a virtual linear for HessianCollector, if ``model`` is the reference
+    GPT with tied embeddings (its head input is rms_norm of the last block's output)."""
+    if getattr(model, "lm_head", "absent") is not None or not hasattr(model, "blocks") or not hasattr(model, "tok_emb"):
+        return {}
+    return {"tok_emb.weight": (model.blocks[-1], lambda out: F.rms_norm(out, (out.shape[-1],)))}
+
+
+@torch.inference_mode()
+def collect_hessians(model: nn.Module, tokens: torch.Tensor, batch_seqs: int = 8,
+                     progress: bool = False) -> dict[str, torch.Tensor]:
+    """tokens [n, L] -> {param name: H [in, in] fp32}: one forward per batch, every layer at once."""
+    device = next(model.parameters()).device
+    with HessianCollector(model, tied_head_input(model)) as hc:
+        batches = range(0, tokens.shape[0], batch_seqs)
+        for i in progress_bar(batches, "calibrate", enabled=progress):
+            x = tokens[i:i + batch_seqs].to(device)
+            _forward(model, x)
+            hc.new_batch()
+        return hc.hessians()
+
+
+def _forward(model: nn.Module, x: torch.Tensor) -> None:
+    if hasattr(model, "forward_logits"):
+        model.forward_logits(x)
+    else:
+        model(x)
+
+
+@torch.inference_mode()
+def selfgen_tokens(model: nn.Module, n_seqs: int, seq_len: int, temperature: float = 1.0, seed: int = 1337,
+                   batch_seqs: int = 64, bos: int = BOS_ID, progress: bool = False) -> torch.Tensor:
+    """Sample n_seqs sequences of seq_len tokens (the first is BOS): [n, seq_len] int64."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out = []
+    for b0 in progress_bar(range(0, n_seqs, batch_seqs), "self-generate", enabled=progress):
+        B = min(batch_seqs, n_seqs - b0)
+        toks = torch.full((B, seq_len), bos, dtype=torch.long, device=device)
+        step = _cached_stepper(model, B, seq_len) if _is_reference_gpt(model) else None
+        for pos in range(seq_len - 1):
+            if step is not None:
+                logits = step(toks[:, pos], pos)
+            else:
+                logits = model.forward_logits(toks[:, :pos + 1]).reshape(B, pos + 1, -1)[:, -1]
+            probs = torch.softmax(logits.float() / temperature, dim=-1)
+            toks[:, pos + 1] = torch.multinomial(probs, 1, generator=gen)[:, 0]
+        out.append(toks.cpu())
+    return torch.cat(out)
+
+
+def _is_reference_gpt(model: nn.Module) -> bool:
+    return all(hasattr(model, a) for a in ("tok_emb", "blocks", "skip_weights", "num_encoder", "cfg"))
+
+
+def _cached_stepper(model: nn.Module, B: int, max_len: int):
+    """One-token decode of the reference GPT with a KV cache; mirrors GPT.forward_logits."""
+    from pgcompress.eval.model import rotate
+
+    cfg = model.cfg
+    C = cfg.model_dim
+    p = next(model.parameters())
+    caches = []
+    for block in model.blocks:
+        a = block.attn
+        shape = (B, a.num_kv_heads, max_len, a.head_dim)
+        caches.append((torch.zeros(shape, dtype=p.dtype, device=p.device), torch.zeros(shape, dtype=p.dtype, device=p.device)))
+
+    def attn_step(a, h, pos, cache):
+        q = a.c_q(h).reshape(B, 1, a.num_heads, a.head_dim).transpose(1, 2)  # [B, H, 1, D]
+        k = a.c_k(h).reshape(B, 1, a.num_kv_heads, a.head_dim).transpose(1, 2)
+        v = a.c_v(h).reshape(B, 1, a.num_kv_heads, a.head_dim).transpose(1, 2)
+        q = F.rms_norm(q, (a.head_dim,))
+        k = F.rms_norm(k, (a.head_dim,))
+        cos, sin = a.rotary(max_len, h.device, q.dtype)
+        cos, sin = cos[:, :, pos:pos + 1], sin[:, :, pos:pos + 1]
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        q = q * a.q_gain.to(q.dtype)[None, :, None, None]
+        K, V = cache
+        K[:, :, pos:pos + 1] = k
+        V[:, :, pos:pos + 1] = v
+        y = F.scaled_dot_product_attention(q, K[:, :, :pos + 1], V[:, :, :pos + 1],
+                                           enable_gqa=a.num_kv_heads != a.num_heads)
+        return a.proj(y.transpose(1, 2).reshape(B, 1, C))
+
+    def block_step(block, x, x0, pos, cache):
+        mix = block.resid_mix.to(x.dtype)
+        x = mix[0][None, None, :] * x + mix[1][None, None, :] * x0
+        x = x + block.attn_scale.to(x.dtype)[None, None, :] * attn_step(block.attn, F.rms_norm(x, (C,)), pos, cache)
+        return x + block.mlp_scale.to(x.dtype)[None, None, :] * block.mlp(F.rms_norm(x, (C,)))
+
+    def step(tok: torch.Tensor, pos: int) -> torch.Tensor:
+        # tok: [B] -> soft-capped logits [B, V]
+        x = F.rms_norm(model.tok_emb(tok)[:, None, :], (C,))
+        x0 = x
+        skips = []
+        n_enc = model.num_encoder
+        for li, block in enumerate(model.blocks[:n_enc]):
+            x = block_step(block, x, x0, pos, caches[li])
+            skips.append(x)
+        for i, block in enumerate(model.blocks[n_enc:]):
+            if skips:
+                x = x + model.skip_weights[i].to(x.dtype)[None, None, :] * skips.pop()
+            x = block_step(block, x, x0, pos, caches[n_enc + i])
+        x = F.rms_norm(x, (C,))[:, 0]
+        logits = F.linear(x, model.tok_emb.weight) if model.lm_head is None else model.lm_head(x)
+        cap = cfg.logit_softcap
+        return cap * torch.tanh(logits / cap)
+
+    return step
+
+
+def calibration_model(state_dict: dict[str, torch.Tensor], device: str = "cpu") -> nn.Module:
+    """The built-in reference GPT for this state dict, in fp32 (Hessians want full precision)."""
+    from pgcompress.eval.model import build_model
+
+    return build_model(state_dict).float().to(device).eval()
+
+
+def calibration_tokens(model: nn.Module, cfg: CalibConfig) -> torch.Tensor:
+    if cfg.shards:
+        return shard_tokens(cfg.shards, cfg.seqs, cfg.seq_len)
+    if cfg.selfgen > 0:
+        return selfgen_tokens(model, cfg.selfgen, cfg.seq_len, cfg.temperature, cfg.seed, progress=cfg.progress)
+    raise DataError("calibration needs --calib-shards GLOB or --calib-selfgen N")
+
+
+def calibrate(state_dict: dict[str, torch.Tensor], cfg: CalibConfig) -> dict[str, torch.Tensor]:
+    """State dict + calibration config -> Hessians by state-dict name (for QuantContext.hessians)."""
+    model = calibration_model(state_dict, cfg.device)
+    tokens = calibration_tokens(model, cfg)
+    return collect_hessians(model, tokens, cfg.batch_seqs, cfg.progress)

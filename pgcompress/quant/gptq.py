@@ -1,0 +1,148 @@
+"""``int{N}-gptq``: full-Hessian GPTQ (Frantar et al. 2022, "GPTQ: Accurate Post-Training
+Quantization for Generative Pre-trained Transformers") on the shared grid.
+
+Columns are quantized one at a time in act-order (descending diag(H)); each column's rounding
+error is spread over the not-yet-quantized columns through the upper Cholesky factor of H^-1,
+within blocks of 128 columns, with the lazy batch update to the columns after the block. H is
+damped by 1% of its mean diagonal. The grid's qparams are fixed before the pass ("static
+groups"), from the original W, so codes and stored scales agree whatever the column order.
+
+Hessian-aware clip: each row's clip is chosen among fractions of its absmax by running GPTQ for
+every candidate at once (the rows are independent given H) and keeping, per row, the candidate
+with the least output error (W - W_hat) H (W - W_hat)^T. ``-kK`` uses an SDClip grid instead.
+Without a Hessian for a tensor: RTN with the MSE clip search (with a warning).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from pgcompress.errors import MethodError
+from pgcompress.quant import clipping
+from pgcompress.quant import grid as G
+from pgcompress.quant.base import QuantContext
+from pgcompress.quant.intn import GridMethod, register_family
+
+CLIP_ALPHAS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)
+
+
+class GPTQ:
+    """GPTQ for one weight. W: [out, in], H: [in, in] (sum of x x^T), grid with static qparams."""
+
+    def __init__(self, W: torch.Tensor, H: torch.Tensor, grid: G.Grid, blocksize: int = 128,
+                 percdamp: float = 0.01, actorder: bool = True):
+        if H.shape != (W.shape[1], W.shape[1]):
+            raise MethodError(f"Hessian {tuple(H.shape)} does not match a weight with {W.shape[1]} inputs")
+        self.W, self.H, self.grid = W, H, grid
+        self.blocksize, self.percdamp, self.actorder = blocksize, percdamp, actorder
+
+    def hinv_upper(self, H: torch.Tensor) -> torch.Tensor:
+        """Upper Cholesky factor of (H + damp I)^-1, raising the damping if H is not positive definite."""
+        damp = self.percdamp * float(H.diagonal().mean())
+        for _ in range(6):
+            Hd = H.clone()
+            Hd.diagonal().add_(damp)
+            L, info = torch.linalg.cholesky_ex(Hd)
+            if int(info) == 0:
+                Hinv = torch.cholesky_inverse(L)
+                U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
+                if int(info) == 0:
+                    return U
+            damp = damp * 10 if damp > 0 else 1e-6
+        raise MethodError("Hessian is not positive definite even with heavy damping")
+
+    def quantize(self, scale: torch.Tensor, zero: torch.Tensor | None) -> torch.Tensor:
+        """scale/zero: [out, groups] (groups = 1 per row) -> codes [out, in] int8."""
+        W = self.W.clone()
+        H = self.H.to(W.dtype).clone()
+        out, n = W.shape
+        dead = H.diagonal() == 0  # inputs never active in calibration: no error propagation through them
+        H[dead, dead] = 1
+        perm = torch.argsort(H.diagonal(), descending=True, stable=True) if self.actorder else torch.arange(n)
+        W, H = W[:, perm], H[perm][:, perm]
+        group_of = perm // self.grid.group_size if self.grid.group_size else torch.zeros(n, dtype=torch.long)
+        Hinv = self.hinv_upper(H)  # [in, in] upper
+        scale = scale.to(W.dtype).T.contiguous()  # [groups, out]
+        zero = None if zero is None else zero.T.contiguous()
+        # Work on W^T [in, out] so that a column of W is a contiguous row.
+        Wt = W.T.contiguous()
+        Qt = torch.zeros_like(Wt)  # codes, in perm order
+        for i1 in range(0, n, self.blocksize):
+            i2 = min(i1 + self.blocksize, n)
+            W1 = Wt[i1:i2].clone()  # [b, out]
+            Err1 = torch.zeros_like(W1)
+            Hinv1 = Hinv[i1:i2, i1:i2]
+            for i in range(i2 - i1):
+                w = W1[i]
+                g = int(group_of[i1 + i])
+                z = None if zero is None else zero[g]
+                q = G.quantize(w, scale[g], z, self.grid)
+                Qt[i1 + i] = q
+                err = (w - G.dequantize(q, scale[g], z).to(W.dtype)) / Hinv1[i, i]
+                W1[i:] -= Hinv1[i, i:, None] * err[None, :]
+                Err1[i] = err
+            Wt[i2:] -= Hinv[i1:i2, i2:].T @ Err1
+        Q = Qt.T
+        return Q[:, torch.argsort(perm)].to(torch.int8)
+
+
+def hessian_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+    """Per-row output error diag((W - W_hat) H (W - W_hat)^T): [out] fp64."""
+    D = (W - W_hat).double()
+    return ((D @ H.double()) * D).sum(dim=1)
+
+
+def _qparams(W: torch.Tensor, grid: G.Grid, alpha: float | None, k: float | None) -> G.QParams:
+    rows = G.to_rows(W, grid.group_size)
+    if k is not None:
+        return clipping.sdclip_qparams(rows, grid, k)
+    return clipping.scaled_qparams(rows, grid, alpha)
+
+
+def _as_matrix(qp: G.QParams, out: int):
+    return qp.scale.reshape(out, -1), None if qp.zero is None else qp.zero.reshape(out, -1)
+
+
+def gptq_best_clip(W: torch.Tensor, H: torch.Tensor, grid: G.Grid, k: float | None = None,
+                   alphas=CLIP_ALPHAS, **gptq_kw) -> tuple[torch.Tensor, G.QParams, dict]:
+    """W [out, in] fp32 -> (codes, qparams over the grid view, extra params)."""
+    out = W.shape[0]
+    cands = [(None, k)] if k is not None else [(a, None) for a in alphas]
+    qps = [_qparams(W, grid, a, kk) for a, kk in cands]
+    # every candidate's rows stacked: one GPTQ pass, rows are independent given H
+    scale = torch.cat([_as_matrix(qp, out)[0] for qp in qps])
+    zero = None if grid.symmetric else torch.cat([_as_matrix(qp, out)[1] for qp in qps])
+    codes = GPTQ(W.repeat(len(cands), 1), H, grid, **gptq_kw).quantize(scale, zero)
+    W_hat = G.dequantize(G.to_rows(codes, grid.group_size),
+                         scale.reshape(-1, 1), None if zero is None else zero.reshape(-1, 1)).reshape(codes.shape)
+    err = hessian_error(W.repeat(len(cands), 1), W_hat, H).reshape(len(cands), out)  # [C, out]
+    best = err.argmin(dim=0)  # first (largest alpha) on ties
+    rows = torch.arange(out)
+    codes = codes.reshape(len(cands), out, -1)[best, rows]
+    scale = scale.reshape(len(cands), out, -1)[best, rows].reshape(-1)
+    zero = None if zero is None else zero.reshape(len(cands), out, -1)[best, rows].reshape(-1)
+    extra = {"k": k} if k is not None else {}
+    return codes, G.QParams(scale, zero), extra
+
+
+class GPTQMethod(GridMethod):
+    def quantize_matrix(self, name: str, W: torch.Tensor, ctx: QuantContext):
+        H = ctx.hessians.get(name)
+        grid = self.spec.grid
+        if H is None:
+            # one line for an uncalibrated run, one per tensor when calibration missed this tensor
+            what = (f"no Hessian for {name!r} (not the input of a linear layer?)" if ctx.hessians
+                    else "no calibration (pass --calib-shards or --calib-selfgen)")
+            warnings.warn(f"{self.name}: {what}; using RTN with the per-row MSE clip search", stacklevel=3)
+            rows = G.to_rows(W, grid.group_size)
+            qp = (clipping.sdclip_qparams(rows, grid, self.spec.k) if self.spec.k is not None
+                  else clipping.mse_qparams(rows, grid))
+            return G.quantize_rows(rows, qp, grid).reshape(W.shape), qp, {"fallback": "no-hessian"}
+        return gptq_best_clip(W, H.to("cpu", torch.float32), grid, self.spec.k)
+
+
+register_family("gptq", GPTQMethod,
+                "full-Hessian GPTQ (act-order, block 128, 1% damping), Hessian-aware clip choice; -kK: "
+                "SDClip grid; no calibration -> MSE-clip RTN (mods: -g{32..256} -asym -bf16 +lqer[-rR][-fF])")

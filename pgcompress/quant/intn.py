@@ -1,0 +1,202 @@
+"""The integer-grid method families: name grammar, stored form, and the shared dequantize.
+
+Name grammar (``pgc methods`` lists the families)::
+
+    int{B}-{ALGO}[-g{G}][-asym][-bf16][-k{K}|-kauto][-p{P}][+lqer[-r{R}][-f{F}]]
+
+    B      2..8 bits
+    ALGO   rtn (clip = row absmax) | clip (per-row MSE clip search) | sdclip (clip = k*std(row))
+           | pct (clip = p-th percentile of |row|) | gptq (full-Hessian GPTQ)
+    -g{G}  one scale per G input columns, G in 32/64/128/256 (default: one scale per row)
+    -asym  asymmetric grid with an integer zero point (default symmetric, zero exact)
+    -bf16  bf16 scales (default fp16)
+    -k{K}  SDClip's k (sdclip: default per bit width; gptq: use an SDClip grid instead of the
+           Hessian-aware clip search); -kauto: sdclip picks k per tensor by least squared error
+    -p{P}  pct's percentile (default 99.9)
+    +lqer  add a rank-R correction of the quantization error, factors on an F-bit per-row grid
+           (defaults R=4, F=4); Hessian-weighted when the tensor has a Hessian
+
+Examples: ``int6-gptq``, ``int5-gptq+lqer-r8``, ``int4-rtn-g64``, ``int4-clip-g128-asym``,
+``int8-sdclip-k20``, ``int6-gptq-k12.85``.
+
+Stored form (every family decodes the same way, from its params alone): params
+``{"bits", "sym", "group", "scale_dtype"}`` (+ ``"lqer_rank", "lqer_bits"``); streams ``q``
+(int8 codes, row-major [out, in]), ``scale`` (fp16, or bf16 as uint16 bits; [out * groups]),
+``zero`` (int8, asymmetric only), and for LQER ``lqer_a``/``lqer_a_scale`` ([R, out]) and
+``lqer_b``/``lqer_b_scale`` ([R, in]). Dequantization: ``grid.dequantize`` (+ ``A^T @ B``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from pgcompress.errors import FormatError, MethodError
+from pgcompress.quant import grid as G
+from pgcompress.quant import lqer
+from pgcompress.quant.base import Encoded, Method, QuantContext
+from pgcompress.quant.streams import expect_stream
+from pgcompress.registry import register_method
+
+ALGOS = ("rtn", "clip", "sdclip", "pct", "gptq")
+DEFAULT_PCT = 99.9
+
+
+@dataclass(frozen=True)
+class MethodName:
+    bits: int
+    algo: str
+    group: int = 0
+    symmetric: bool = True
+    scale_dtype: str = "fp16"
+    k: float | None = None  # SDClip k (None: the bit width's default for sdclip, Hessian search for gptq)
+    k_auto: bool = False
+    pct: float = DEFAULT_PCT
+    lqer_rank: int = 0  # 0: no LQER
+    lqer_bits: int = 4
+
+    @property
+    def grid(self) -> G.Grid:
+        return G.Grid(self.bits, self.symmetric, self.group, self.scale_dtype)
+
+
+def family_pattern(algo: str) -> str:
+    return rf"int([2-8])-{algo}([-+].*)?"
+
+
+def parse_name(name: str) -> MethodName:
+    """``int6-gptq-g64+lqer-r8`` -> MethodName; MethodError on anything it does not know."""
+    m = re.fullmatch(r"int([2-8])-([a-z]+)((?:-[a-z0-9.]+)*)(\+lqer((?:-[a-z0-9]+)*))?", name)
+    if not m or m.group(2) not in ALGOS:
+        raise MethodError(f"bad method name {name!r}; grammar: "
+                          "int{2..8}-{rtn|clip|sdclip|pct|gptq}[-gG][-asym][-bf16][-kK|-kauto][-pP][+lqer[-rR][-fF]]")
+    spec = MethodName(int(m.group(1)), m.group(2))
+    for tok in filter(None, m.group(3).split("-")):
+        spec = _modifier(name, spec, tok)
+    if m.group(4):
+        spec = replace(spec, lqer_rank=4)
+        for tok in filter(None, m.group(5).split("-")):
+            if re.fullmatch(r"r\d+", tok) and 1 <= int(tok[1:]) <= 64:
+                spec = replace(spec, lqer_rank=int(tok[1:]))
+            elif re.fullmatch(r"f[2-8]", tok):
+                spec = replace(spec, lqer_bits=int(tok[1:]))
+            else:
+                raise MethodError(f"method {name!r}: unknown LQER option {tok!r} (use -r1..-r64, -f2..-f8)")
+    spec.grid  # validates group size etc.
+    return spec
+
+
+def _modifier(name: str, spec: MethodName, tok: str) -> MethodName:
+    if re.fullmatch(r"g\d+", tok):
+        if int(tok[1:]) not in G.GROUP_SIZES:
+            raise MethodError(f"method {name!r}: group size must be one of {G.GROUP_SIZES}")
+        return replace(spec, group=int(tok[1:]))
+    if tok == "asym":
+        return replace(spec, symmetric=False)
+    if tok == "bf16":
+        return replace(spec, scale_dtype="bf16")
+    if tok == "kauto" and spec.algo == "sdclip":
+        return replace(spec, k_auto=True)
+    if re.fullmatch(r"k\d+(\.\d+)?", tok) and spec.algo in ("sdclip", "gptq") and float(tok[1:]) > 0:
+        return replace(spec, k=float(tok[1:]))
+    if re.fullmatch(r"p\d+(\.\d+)?", tok) and spec.algo == "pct" and 0 < float(tok[1:]) <= 100:
+        return replace(spec, pct=float(tok[1:]))
+    raise MethodError(f"method {name!r}: option {tok!r} does not apply to {spec.algo} "
+                      "(see 'pgc methods' for the grammar)")
+
+
+class GridMethod(Method):
+    """Base of the integer-grid families: subclasses choose codes and qparams for W [out, in]."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.spec = parse_name(name)
+
+    def quantize_matrix(self, name: str, W: torch.Tensor, ctx: QuantContext) -> tuple[torch.Tensor, G.QParams, dict]:
+        """W [out, in] fp32 -> (codes [out, in] int8, qparams over [out * groups], extra params)."""
+        raise NotImplementedError
+
+    def quantize(self, name: str, w: torch.Tensor, ctx: QuantContext) -> Encoded:
+        if not w.is_floating_point():
+            raise MethodError(f"tensor {name!r}: {self.name} quantizes float tensors only, got {w.dtype}")
+        W = G.as_matrix(w.detach().to("cpu", torch.float32))
+        G.to_rows(W, self.spec.group)  # fails early, naming the tensor's shape, if groups do not fit
+        codes, qp, extra = self.quantize_matrix(name, W, ctx)
+        grid = self.spec.grid
+        params = {"bits": grid.bits, "sym": grid.symmetric, "group": grid.group_size,
+                  "scale_dtype": grid.scale_dtype, **extra}
+        streams = {"q": codes.reshape(-1).numpy(), "scale": _scale_to_numpy(qp.scale, grid.scale_dtype)}
+        if qp.zero is not None:
+            streams["zero"] = qp.zero.to(torch.int8).numpy()
+        if self.spec.lqer_rank:
+            W_hat = _dequantize_base(codes, qp, W.shape, grid.group_size)
+            fac = lqer.fit(W - W_hat, ctx.hessians.get(name), self.spec.lqer_rank, self.spec.lqer_bits)
+            params.update(lqer_rank=fac.rank, lqer_bits=self.spec.lqer_bits)
+            streams.update(lqer.to_streams(fac))
+        return Encoded(self.name, params, streams)
+
+    def dequantize(self, enc: Encoded, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        return dequantize_encoded(enc, shape, self.spec.bits).to(dtype).reshape(shape)
+
+
+def _scale_to_numpy(scale: torch.Tensor, scale_dtype: str) -> np.ndarray:
+    s = scale.to(G.SCALE_DTYPES[scale_dtype])
+    return s.view(torch.uint16).numpy() if scale_dtype == "bf16" else s.numpy()
+
+
+def _scale_from_numpy(arr: np.ndarray, scale_dtype: str) -> torch.Tensor:
+    t = torch.from_numpy(arr.copy())
+    return (t.view(torch.bfloat16) if scale_dtype == "bf16" else t).float()
+
+
+def _dequantize_base(codes: torch.Tensor, qp: G.QParams, shape2d, group: int) -> torch.Tensor:
+    rows = G.to_rows(codes, group)
+    return G.dequantize_rows(rows, qp).reshape(shape2d)
+
+
+def stored_grid(params: dict, shape2d: tuple[int, int], name_bits: int | None) -> G.Grid:
+    """The grid a stored tensor claims, validated against its shape (params come from a file)."""
+    bits, sym, group, sd = (params.get(k) for k in ("bits", "sym", "group", "scale_dtype"))
+    if not isinstance(bits, int) or not isinstance(sym, bool) or not isinstance(group, int) or sd not in G.SCALE_DTYPES:
+        raise FormatError(f"bad grid params {params!r}")
+    if name_bits is not None and bits != name_bits:
+        raise FormatError(f"params say {bits} bits, the method name {name_bits}")
+    try:
+        grid = G.Grid(bits, sym, group, sd)
+    except MethodError as exc:
+        raise FormatError(str(exc)) from None
+    if group and shape2d[1] % group:
+        raise FormatError(f"group size {group} does not divide the input dim {shape2d[1]}")
+    return grid
+
+
+def dequantize_encoded(enc: Encoded, shape: tuple[int, ...], name_bits: int | None = None) -> torch.Tensor:
+    """Stored grid tensor -> fp32 [out, in] (shape's matrix view)."""
+    numel = int(np.prod(shape, dtype=np.int64))
+    out = int(shape[0]) if len(shape) >= 2 else 1
+    cols = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) >= 2 else numel
+    grid = stored_grid(enc.params, (out, cols), name_bits)
+    n_scales = out * (cols // grid.group_size if grid.group_size else 1)
+    q = expect_stream(enc, "q", numel, np.int8)
+    if q.size and (int(q.min()) < grid.qmin or int(q.max()) > grid.qmax):
+        raise FormatError(f"codes outside the {grid.bits}-bit grid [{grid.qmin}, {grid.qmax}]")
+    scale = _scale_from_numpy(expect_stream(enc, "scale", n_scales, np.uint16 if grid.scale_dtype == "bf16" else np.float16),
+                              grid.scale_dtype)
+    zero = None
+    if not grid.symmetric:
+        z = expect_stream(enc, "zero", n_scales, np.int8)
+        if z.size and (int(z.min()) < grid.qmin or int(z.max()) > grid.qmax):
+            raise FormatError("zero points outside the grid")
+        zero = torch.from_numpy(z.astype(np.int32))
+    codes = torch.from_numpy(q.copy()).reshape(out, cols)
+    W_hat = _dequantize_base(codes, G.QParams(scale, zero), (out, cols), grid.group_size)
+    if "lqer_rank" in enc.params:
+        W_hat = W_hat + lqer.from_streams(enc, (out, cols))
+    return W_hat
+
+
+def register_family(algo: str, cls: type, summary: str) -> None:
+    register_method(family_pattern(algo), lambda m: cls(m.group(0)), summary)

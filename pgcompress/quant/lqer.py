@@ -1,0 +1,98 @@
+"""LQER: a rank-r correction of a tensor's quantization error E = W - W_hat, stored as two
+quantized factors, so that W ~ W_hat + A @ B (Zhang et al. 2024, "LQER: Low-Rank Quantization
+Error Reconstruction for LLMs"; records: rank 4, int2/int4 factors, on the 3 worst tensors).
+
+With a Hessian H = sum x x^T the factors minimise the output error ||(E - A B) X^T||, i.e.
+||(E - A B) L||_F with H = L L^T: truncated SVD of E L, then B = B' L^-1 (the paper's activation
+scaling, taken to the full Hessian). B is quantized first; A is then refitted against the
+quantized B (least squares in the same norm) and quantized. Both are stored as [r, dim] with one
+fp16 scale per row of r, on the shared symmetric grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pgcompress.errors import FormatError
+from pgcompress.quant import grid as G
+from pgcompress.quant.base import Encoded
+from pgcompress.quant.clipping import mse_qparams
+from pgcompress.quant.streams import expect_stream
+
+DAMP = 0.01
+
+
+@dataclass
+class Factors:
+    rank: int
+    bits: int
+    a_codes: torch.Tensor  # [r, out] int8 (A transposed)
+    a_scale: torch.Tensor  # [r] fp32 (fp16 values)
+    b_codes: torch.Tensor  # [r, in] int8
+    b_scale: torch.Tensor  # [r]
+
+
+def _grid(bits: int) -> G.Grid:
+    return G.Grid(bits, symmetric=True, group_size=0, scale_dtype="fp16")
+
+
+def fit(E: torch.Tensor, H: torch.Tensor | None, rank: int, bits: int) -> Factors:
+    """E: [out, in] fp32 error, H: [in, in] or None -> quantized rank-r factors."""
+    out, n = E.shape
+    r = max(1, min(rank, out, n))
+    E64 = E.double()
+    if H is not None:
+        Hd = H.double().clone()
+        Hd.diagonal().add_(DAMP * float(Hd.diagonal().mean()) + 1e-12)
+        L = torch.linalg.cholesky(Hd)  # [in, in] lower
+        U, S, Vh = torch.linalg.svd(E64 @ L, full_matrices=False)
+    else:
+        Hd = None
+        U, S, Vh = torch.linalg.svd(E64, full_matrices=False)
+    sq = S[:r].sqrt()
+    X = sq[:, None] * Vh[:r]  # [r, in]
+    B = X if Hd is None else torch.linalg.solve_triangular(L.T, X.T, upper=True).T  # B L = X
+    grid = _grid(bits)
+    b_qp = mse_qparams(B.float(), grid)
+    b_codes = G.quantize_rows(B.float(), b_qp, grid)
+    B_hat = G.dequantize_rows(b_codes, b_qp).double()  # [r, in]
+    # A = E H B^T (B H B^T)^-1: the best A for the quantized B in the Hessian norm
+    HB = B_hat.T if Hd is None else Hd @ B_hat.T  # [in, r]
+    gram = B_hat @ HB
+    gram.diagonal().add_(1e-10 * float(gram.diagonal().abs().max()) + 1e-30)
+    A = torch.linalg.solve(gram, (E64 @ HB).T).T  # [out, r]
+    At = A.T.float().contiguous()  # [r, out]
+    a_qp = mse_qparams(At, grid)
+    return Factors(r, bits, G.quantize_rows(At, a_qp, grid), a_qp.scale, b_codes, b_qp.scale)
+
+
+def correction(a_codes, a_scale, b_codes, b_scale) -> torch.Tensor:
+    """-> A_hat @ B_hat, fp32 [out, in]."""
+    A_hat_t = G.dequantize_rows(a_codes, G.QParams(a_scale))  # [r, out]
+    B_hat = G.dequantize_rows(b_codes, G.QParams(b_scale))  # [r, in]
+    return A_hat_t.T @ B_hat
+
+
+def to_streams(f: Factors) -> dict[str, np.ndarray]:
+    return {"lqer_a": f.a_codes.reshape(-1).numpy(), "lqer_a_scale": f.a_scale.to(torch.float16).numpy(),
+            "lqer_b": f.b_codes.reshape(-1).numpy(), "lqer_b_scale": f.b_scale.to(torch.float16).numpy()}
+
+
+def from_streams(enc: Encoded, shape2d: tuple[int, int]) -> torch.Tensor:
+    """The stored correction, validated, as fp32 [out, in]."""
+    out, n = shape2d
+    r, bits = enc.params.get("lqer_rank"), enc.params.get("lqer_bits")
+    if not isinstance(r, int) or not isinstance(bits, int) or not 1 <= r <= min(out, n) or not 2 <= bits <= 8:
+        raise FormatError(f"bad LQER params rank={r!r} bits={bits!r} for a {out}x{n} tensor")
+    qmax = _grid(bits).qmax
+    a = expect_stream(enc, "lqer_a", r * out, np.int8)
+    b = expect_stream(enc, "lqer_b", r * n, np.int8)
+    if max(np.abs(a.astype(np.int16)).max(), np.abs(b.astype(np.int16)).max()) > qmax:
+        raise FormatError(f"LQER codes outside the {bits}-bit grid")
+    a_s = torch.from_numpy(expect_stream(enc, "lqer_a_scale", r, np.float16).copy()).float()
+    b_s = torch.from_numpy(expect_stream(enc, "lqer_b_scale", r, np.float16).copy()).float()
+    return correction(torch.from_numpy(a.copy()).reshape(r, out), a_s,
+                      torch.from_numpy(b.copy()).reshape(r, n), b_s)
