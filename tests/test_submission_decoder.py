@@ -103,3 +103,11 @@ def test_generated_decoder_rejects_a_corrupt_artifact():
     exec(compile(build_decoder(bytes(data[:-5]) + bytes(handmade_artifact("rans")[-5:])), "d.py", "exec"), ns)
     with pytest.raises(ns["CodecError"]):
         ns["decode"](bytes(data))
+
+
+@pytest.mark.parametrize("method", ["int6-gptq", "int5-rtn-g64", "int4-clip-asym-bf16", "int5-rtn+lqer",
+                                    "int6-rtn,tok_emb.weight=int8-ref,blocks.0.*=fp16"])
+def test_generated_decoder_handles_grid_methods(tmp_path, method):
+    sd = reference_like_state_dict(seed=2, dim=128, layers=2, vocab=600)
+    data = pgcompress.pack(sd, method=method, submittable=True)
+    assert_same_state(run_isolated(tmp_path, build_decoder(data), data), pgcompress.unpack(data))

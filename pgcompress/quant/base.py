@@ -43,6 +43,9 @@ class QuantContext:
 
 class Method:
     name: str = ""
+    # The plain function (method, params, streams, shape, dtype) -> tensor that dequantize runs after
+    # validating; torch/numpy only, so the submission decoder copies it. None: not submittable.
+    decode_fn = None
 
     def quantize(self, name: str, w: torch.Tensor, ctx: QuantContext) -> Encoded:
         raise NotImplementedError

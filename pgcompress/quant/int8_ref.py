@@ -91,6 +91,10 @@ class Int8Ref(Method):
             raise FormatError(f"int8-ref: bad params {enc.params}")
         return int8_ref_dequantize(enc.method, enc.params, enc.streams, shape, dtype)
 
+    @property
+    def decode_fn(self):
+        return int8_ref_dequantize
+
 
 def int8_ref_dequantize(method, params, streams, shape, dtype):
     """q.float() * scale.float() -> dtype. A plain function: the submission decoder copies it."""

@@ -38,6 +38,8 @@ from pgcompress.errors import FormatError, MethodError
 from pgcompress.quant import grid as G
 from pgcompress.quant import lqer
 from pgcompress.quant.base import Encoded, Method, QuantContext
+from pgcompress.quant.grid import dequantize
+from pgcompress.quant.lqer import lqer_correction
 from pgcompress.quant.streams import expect_stream
 from pgcompress.registry import register_method
 
@@ -128,7 +130,8 @@ class GridMethod(Method):
         grid = self.spec.grid
         params = {"bits": grid.bits, "sym": grid.symmetric, "group": grid.group_size,
                   "scale_dtype": grid.scale_dtype, **extra}
-        streams = {"q": codes.reshape(-1).numpy(), "scale": _scale_to_numpy(qp.scale, grid.scale_dtype)}
+        # codes stay [out, in]: matrix streams let the rans-ctx codec model rows and columns
+        streams = {"q": codes.reshape(W.shape).numpy(), "scale": _scale_to_numpy(qp.scale, grid.scale_dtype)}
         if qp.zero is not None:
             streams["zero"] = qp.zero.to(torch.int8).numpy()
         if self.spec.lqer_rank:
@@ -141,15 +144,14 @@ class GridMethod(Method):
     def dequantize(self, enc: Encoded, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         return dequantize_encoded(enc, shape, self.spec.bits).to(dtype).reshape(shape)
 
+    @property
+    def decode_fn(self):
+        return grid_dequantize
+
 
 def _scale_to_numpy(scale: torch.Tensor, scale_dtype: str) -> np.ndarray:
     s = scale.to(G.SCALE_DTYPES[scale_dtype])
     return s.view(torch.uint16).numpy() if scale_dtype == "bf16" else s.numpy()
-
-
-def _scale_from_numpy(arr: np.ndarray, scale_dtype: str) -> torch.Tensor:
-    t = torch.from_numpy(arr.copy())
-    return (t.view(torch.bfloat16) if scale_dtype == "bf16" else t).float()
 
 
 def _dequantize_base(codes: torch.Tensor, qp: G.QParams, shape2d, group: int) -> torch.Tensor:
@@ -183,19 +185,45 @@ def dequantize_encoded(enc: Encoded, shape: tuple[int, ...], name_bits: int | No
     q = expect_stream(enc, "q", numel, np.int8)
     if q.size and (int(q.min()) < grid.qmin or int(q.max()) > grid.qmax):
         raise FormatError(f"codes outside the {grid.bits}-bit grid [{grid.qmin}, {grid.qmax}]")
-    scale = _scale_from_numpy(expect_stream(enc, "scale", n_scales, np.uint16 if grid.scale_dtype == "bf16" else np.float16),
-                              grid.scale_dtype)
-    zero = None
+    expect_stream(enc, "scale", n_scales, np.uint16 if grid.scale_dtype == "bf16" else np.float16)
     if not grid.symmetric:
         z = expect_stream(enc, "zero", n_scales, np.int8)
         if z.size and (int(z.min()) < grid.qmin or int(z.max()) > grid.qmax):
             raise FormatError("zero points outside the grid")
-        zero = torch.from_numpy(z.astype(np.int32))
-    codes = torch.from_numpy(q.copy()).reshape(out, cols)
-    W_hat = _dequantize_base(codes, G.QParams(scale, zero), (out, cols), grid.group_size)
+    elif "zero" in enc.streams:
+        raise FormatError("a symmetric grid tensor carries zero points")
     if "lqer_rank" in enc.params:
-        W_hat = W_hat + lqer.from_streams(enc, (out, cols))
+        lqer.check_streams(enc, (out, cols))
+    return grid_matrix(enc.params, enc.streams, out, cols)
+
+
+def grid_matrix(params, streams, out, cols):
+    """Validated stored grid tensor -> fp32 [out, cols]. Plain (torch/numpy only): the library's
+    dequantize and the submission decoder both run it."""
+    group = params["group"]
+    codes = torch.from_numpy(np.ascontiguousarray(streams["q"]).copy()).reshape(out, cols)
+    rows = codes.reshape(out * (cols // group), group) if group else codes
+    raw = np.ascontiguousarray(streams["scale"])
+    if params["scale_dtype"] == "bf16":
+        scale = torch.from_numpy(raw.view(np.int16).copy()).view(torch.bfloat16).float()
+    else:
+        scale = torch.from_numpy(raw.copy()).float()
+    zero = None
+    if "zero" in streams:
+        zero = torch.from_numpy(np.ascontiguousarray(streams["zero"]).astype(np.int32))[:, None]
+    W_hat = dequantize(rows, scale[:, None], zero).reshape(out, cols)
+    if "lqer_rank" in params:
+        W_hat = W_hat + lqer_correction(params, streams, out, cols)
     return W_hat
+
+
+def grid_dequantize(method, params, streams, shape, dtype):
+    """Stored grid tensor -> ``dtype`` tensor of ``shape`` (the decode_fn of every intN family)."""
+    numel = 1
+    for d in shape:
+        numel *= d
+    out = shape[0] if len(shape) >= 2 else 1
+    return grid_matrix(params, streams, out, numel // out if out else 0).to(dtype).reshape(shape)
 
 
 def register_family(algo: str, cls: type, summary: str) -> None:

@@ -20,6 +20,7 @@ from pgcompress.errors import FormatError
 from pgcompress.quant import grid as G
 from pgcompress.quant.base import Encoded
 from pgcompress.quant.clipping import mse_qparams
+from pgcompress.quant.grid import dequantize
 from pgcompress.quant.streams import expect_stream
 
 DAMP = 0.01
@@ -81,8 +82,8 @@ def to_streams(f: Factors) -> dict[str, np.ndarray]:
             "lqer_b": f.b_codes.reshape(-1).numpy(), "lqer_b_scale": f.b_scale.to(torch.float16).numpy()}
 
 
-def from_streams(enc: Encoded, shape2d: tuple[int, int]) -> torch.Tensor:
-    """The stored correction, validated, as fp32 [out, in]."""
+def check_streams(enc: Encoded, shape2d: tuple[int, int]) -> None:
+    """Validate a stored correction's params and streams (they come from a file)."""
     out, n = shape2d
     r, bits = enc.params.get("lqer_rank"), enc.params.get("lqer_bits")
     if not isinstance(r, int) or not isinstance(bits, int) or not 1 <= r <= min(out, n) or not 2 <= bits <= 8:
@@ -92,7 +93,15 @@ def from_streams(enc: Encoded, shape2d: tuple[int, int]) -> torch.Tensor:
     b = expect_stream(enc, "lqer_b", r * n, np.int8)
     if max(np.abs(a.astype(np.int16)).max(), np.abs(b.astype(np.int16)).max()) > qmax:
         raise FormatError(f"LQER codes outside the {bits}-bit grid")
-    a_s = torch.from_numpy(expect_stream(enc, "lqer_a_scale", r, np.float16).copy()).float()
-    b_s = torch.from_numpy(expect_stream(enc, "lqer_b_scale", r, np.float16).copy()).float()
-    return correction(torch.from_numpy(a.copy()).reshape(r, out), a_s,
-                      torch.from_numpy(b.copy()).reshape(r, n), b_s)
+    expect_stream(enc, "lqer_a_scale", r, np.float16)
+    expect_stream(enc, "lqer_b_scale", r, np.float16)
+
+
+def lqer_correction(params, streams, out, cols):
+    """Stored (validated) factors -> A_hat @ B_hat, fp32 [out, cols]. Plain: the decoder copies it."""
+    r = params["lqer_rank"]
+    a = torch.from_numpy(np.ascontiguousarray(streams["lqer_a"]).copy()).reshape(r, out)
+    b = torch.from_numpy(np.ascontiguousarray(streams["lqer_b"]).copy()).reshape(r, cols)
+    a_s = torch.from_numpy(np.ascontiguousarray(streams["lqer_a_scale"]).copy()).float()
+    b_s = torch.from_numpy(np.ascontiguousarray(streams["lqer_b_scale"]).copy()).float()
+    return dequantize(a, a_s[:, None], None).T @ dequantize(b, b_s[:, None], None)

@@ -21,6 +21,10 @@ class Raw(Method):
 
     name = "raw"
 
+    @property
+    def decode_fn(self):
+        return passthrough_dequantize
+
     def quantize(self, name: str, w: torch.Tensor, ctx: QuantContext) -> Encoded:
         return Encoded(self.name, {}, {"data": to_numpy_bits(w)})
 
@@ -35,6 +39,10 @@ class FloatCast(Method):
 
     def __init__(self, name: str):
         self.name = name
+
+    @property
+    def decode_fn(self):
+        return passthrough_dequantize
 
     def quantize(self, name: str, w: torch.Tensor, ctx: QuantContext) -> Encoded:
         return Encoded(self.name, {}, {"data": to_numpy_bits(w.to(torch_dtype(STORED_AS[self.name])))})

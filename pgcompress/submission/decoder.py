@@ -18,6 +18,7 @@ import types
 
 from pgcompress import format as fmt
 from pgcompress.errors import PgcError
+from pgcompress.registry import get_method
 from pgcompress.submission import runtime
 
 ALLOWED_MODULES = {"numpy", "torch", "brotli", "zlib", "lzma", "struct", "json", "math"}
@@ -29,12 +30,12 @@ def build_decoder(data: bytes, minify: bool = True) -> str:
     container = fmt.parse(data)
     codecs = sorted({s.codec for t in container.tensors for s in t.streams})
     methods = sorted({t.method for t in container.tensors})
-    missing = [c for c in codecs if c not in runtime.CODECS] + [m for m in methods if m not in runtime.METHODS]
+    method_fns = {m: get_method(m).decode_fn for m in methods}
+    missing = [c for c in codecs if c not in runtime.CODECS] + [m for m, fn in method_fns.items() if fn is None]
     if missing:
         raise PgcError(f"the artifact uses {', '.join(missing)}, which a submission cannot decode; "
                        "pack it with --submittable")
-    src = assemble({"CODECS": {c: runtime.CODECS[c] for c in codecs},
-                    "METHODS": {m: runtime.METHODS[m] for m in methods}}, runtime.decode)
+    src = assemble({"CODECS": {c: runtime.CODECS[c] for c in codecs}, "METHODS": method_fns}, runtime.decode)
     return _minify(src) if minify else src
 
 
