@@ -14,8 +14,16 @@ from pgcompress.pack import pack_report
 from pgcompress.quant.calibration import CalibConfig
 from pgcompress.quant.quantize import context_for
 from pgcompress.quant.policy import MethodSpec
+from pgcompress.submission.wrap import is_wrapped
 
 CHALLENGE_BUDGET = 16_000_000
+
+
+def code_form(code: Path | None) -> str | None:
+    """'wrapped' for a pgc wrap self-extracting script, 'raw' for plain source, None without --code."""
+    if code is None or not code.is_file():
+        return None
+    return "wrapped" if is_wrapped(code.read_text(encoding="utf-8", errors="replace")) else "raw"
 
 
 @click.command()
@@ -59,10 +67,18 @@ def pack(checkpoint, output, budget, code, method, codec, submittable, calib_sha
     atomic_write(output, result.data)
     summary = {"artifact": str(output), "code_bytes": result.code_bytes, "model_bytes": result.model_bytes,
                "total_bytes": result.total_bytes, "budget": budget, "headroom": budget - 1 - result.total_bytes,
-               "method": method}
+               "method": method, "code_form": code_form(code)}
+    if result.decoder_bytes is not None:
+        summary["decoder_bytes"] = result.decoder_bytes
     if as_json:
         click.echo(json.dumps(summary, sort_keys=True))
         return
+    extra = f" decoder_bytes:{result.decoder_bytes}" if result.decoder_bytes is not None else ""
     click.echo(f"code_bytes:{result.code_bytes} model_bytes:{result.model_bytes} "
-               f"total_bytes:{result.total_bytes} budget:{budget} headroom:{summary['headroom']}")
+               f"total_bytes:{result.total_bytes} budget:{budget} headroom:{summary['headroom']}{extra}")
+    if code is not None:
+        click.echo(f"counted {code} as {summary['code_form']} code ({result.code_bytes:,} bytes)")
+    if result.decoder_bytes is not None:
+        click.echo(f"the submission decoder for this artifact is {result.decoder_bytes:,} bytes minified "
+                   "(pgc decoder writes it); it lives in train_gpt.py, so its bytes count as code")
     click.echo(f"wrote {output} ({result.model_bytes:,} bytes, method {method})")

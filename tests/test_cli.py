@@ -122,3 +122,20 @@ def test_debug_shows_traceback_and_usage_errors(tmp_path):
 def test_methods_lists_int8_ref():
     r = pgc("methods")
     assert r.returncode == 0 and "int8-ref" in r.stdout and "fp16" in r.stdout
+
+
+def test_submittable_reports_decoder_bytes_and_code_form(ckpt, tmp_path):
+    from pgcompress.submission.wrap import wrap_source
+
+    raw = tmp_path / "train_gpt.py"
+    raw.write_text("import os\nprint(os.getcwd())\n" * 50)
+    wrapped = tmp_path / "wrapped.py"
+    wrapped.write_text(wrap_source(raw.read_text()).text)
+    for code, form in ((raw, "raw"), (wrapped, "wrapped")):
+        r = pgc("pack", ckpt, "-o", tmp_path / "a.bin", "--code", code, "--submittable", "--json")
+        assert r.returncode == 0, r.stderr
+        info = json.loads(r.stdout)
+        assert info["code_form"] == form and info["code_bytes"] == len(code.read_bytes())
+        from pgcompress.submission.decoder import build_decoder
+
+        assert info["decoder_bytes"] == len(build_decoder((tmp_path / "a.bin").read_bytes()).encode())
