@@ -20,7 +20,8 @@ from pgcompress.demo.train import TrainConfig
 @click.option("--layers", type=int, default=4, show_default=True)
 @click.option("--dim", type=int, default=192, show_default=True, help="Model width (heads of 64 dims).")
 @click.option("--seq-len", type=int, default=256, show_default=True)
-@click.option("--method", default="int8-ref", show_default=True, help="pgcompress method spec for the artifact.")
+@click.option("--method", default=DemoConfig.method, show_default=True,
+              help="pgcompress method spec for the artifact (GPTQ calibrates on text the model generates).")
 @click.option("--max-tokens", type=int, default=None, help="Score only the first N validation tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def demo(cache_dir, train_seconds, train_steps, layers, dim, seq_len, method, max_tokens, as_json):

@@ -20,9 +20,20 @@ CKPT = DATA / "checkpoints" / "ref_sp1024_9x512.pt"
 TINY = ["--train-steps", "3", "--layers", "2", "--dim", "64", "--seq-len", "128", "--max-tokens", "4096", "--json"]
 
 
+def test_default_method_is_gptq_with_selfgen_calibration(tmp_path, capsys):
+    try:
+        main(["demo", "--cache-dir", str(tmp_path), *TINY])
+    except SystemExit as exc:
+        assert not exc.code, capsys.readouterr().err
+    out = json.loads(capsys.readouterr().out)
+    raw, ref, ours = out["results"]
+    assert ours["label"] == "int6_gptq"
+    assert ours["artifact_bytes"] < out["budget"] and ours["artifact_bytes"] < ref["artifact_bytes"]
+
+
 def run_demo_cli(capsys, cache: Path) -> dict:
     try:
-        main(["demo", "--cache-dir", str(cache), *TINY])
+        main(["demo", "--cache-dir", str(cache), *TINY, "--method", "int8-ref"])
     except SystemExit as exc:
         assert not exc.code, capsys.readouterr().err
     return json.loads(capsys.readouterr().out)
