@@ -11,10 +11,7 @@ that it returns `unpack`'s state dict bit for bit, and time `decode(data)` (best
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import torch
 
 import pgcompress
 from pgcompress.submission.decoder import build_decoder
+from pgcompress.submission.isolated import run_isolated
 from pgcompress.submission.wrap import wrap_source
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,49 +29,21 @@ REPO = Path(__file__).resolve().parents[1]
 CKPT = REPO.parent / "shared" / "data" / "checkpoints" / "ref_sp1024_9x512.pt"
 METHODS = ["int8-ref", "int6-rtn"]
 
-CHILD = textwrap.dedent('''
-    import sys, time, importlib.abc
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name.split(".")[0] in ("pgcompress", "zstandard", "python_minifier", "cli"):
-                raise ImportError("blocked: " + name)
-    sys.meta_path.insert(0, Block())
-    sys.path = [p for p in sys.path if p not in ("", ".")]
-    import torch
-    torch.set_num_threads(1)
-    ns = {}
-    exec(compile(open(sys.argv[1]).read(), "decode_artifact.py", "exec"), ns)
-    data = open(sys.argv[2], "rb").read()
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter(); out = ns["decode"](data); times.append(time.perf_counter() - t0)
-    torch.save(out, sys.argv[3])
-    print(min(times))
-''')
-
-
 def main() -> None:
     sd = pgcompress.load_checkpoint(CKPT)
     machine = machine_description()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        (tmp / "child.py").write_text(CHILD)
-        for method in METHODS:
-            data = pgcompress.pack(sd, method=method, submittable=True)
-            src = build_decoder(data)
-            (tmp / "dec.py").write_text(src)
-            (tmp / "a.bin").write_bytes(data)
-            r = subprocess.run([sys.executable, str(tmp / "child.py"), str(tmp / "dec.py"), str(tmp / "a.bin"),
-                                str(tmp / "out.pt")], capture_output=True, text=True, check=True, cwd=tmp)
-            got = torch.load(tmp / "out.pt", weights_only=True)
-            want = pgcompress.unpack(data)
-            exact = list(got) == list(want) and all(
-                torch.equal(got[k].reshape(-1).view(torch.uint8), want[k].reshape(-1).view(torch.uint8)) for k in want)
-            rows.append({"method": method, "artifact_bytes": len(data), "decoder_bytes": len(src.encode()),
-                         "decoder_wrapped_bytes": wrap_source(src, "decode_artifact.py").counted_bytes,
-                         "decode_s": float(r.stdout.strip().splitlines()[-1]), "bit_exact": exact})
-            print(rows[-1], flush=True)
+    for method in METHODS:
+        data = pgcompress.pack(sd, method=method, submittable=True)
+        src = build_decoder(data)
+        got, seconds = run_isolated(src, data, repeats=3)
+        want = pgcompress.unpack(data)
+        exact = list(got) == list(want) and all(
+            torch.equal(got[k].reshape(-1).view(torch.uint8), want[k].reshape(-1).view(torch.uint8)) for k in want)
+        rows.append({"method": method, "artifact_bytes": len(data), "decoder_bytes": len(src.encode()),
+                     "decoder_wrapped_bytes": wrap_source(src, "decode_artifact.py").counted_bytes,
+                     "decode_s": seconds, "bit_exact": exact})
+        print(rows[-1], flush=True)
     lines = ["# Submission decoder: size and decode time (shared checkpoint)", "",
              f"Machine: {machine}. Decode: best of 3, one torch thread, in a child process where "
              "pgcompress, zstandard and python-minifier cannot be imported.", "",

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -17,33 +14,14 @@ from pgcompress import format as fmt
 from pgcompress.coding.base import stream_info_for
 from pgcompress.errors import PgcError
 from pgcompress.registry import get_codec
+from pgcompress.submission import isolated
 from pgcompress.submission.decoder import build_decoder
 
-# Runs the decoder with pgcompress, zstandard and the minifier made unimportable, as in a
-# submission's environment (torch, numpy, brotli and the standard library only).
-RUNNER = textwrap.dedent('''
-    import sys, importlib.abc
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name.split(".")[0] in ("pgcompress", "zstandard", "python_minifier", "cli"):
-                raise ImportError("blocked: " + name)
-    sys.meta_path.insert(0, Block())
-    sys.path = [p for p in sys.path if p not in ("", ".")]
-    import torch
-    ns = {}
-    exec(compile(open(sys.argv[1]).read(), "decode_artifact.py", "exec"), ns)
-    out = ns["decode"](open(sys.argv[2], "rb").read())
-    torch.save(out, sys.argv[3])
-''')
 
 
 def run_isolated(tmp_path, src: str, data: bytes) -> dict:
-    (tmp_path / "dec.py").write_text(src)
-    (tmp_path / "a.bin").write_bytes(data)
-    (tmp_path / "run.py").write_text(RUNNER)
-    subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "dec.py"), str(tmp_path / "a.bin"),
-                    str(tmp_path / "out.pt")], check=True, cwd=tmp_path, capture_output=True)
-    return torch.load(tmp_path / "out.pt", weights_only=True)
+    """The decoder run where pgcompress, zstandard and the minifier cannot be imported."""
+    return isolated.run_isolated(src, data)[0]
 
 
 def assert_same_state(a: dict, b: dict):
