@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from pgcompress.atomic import atomic_write
 from pgcompress.demo.baseline import reference_int8_zlib
 from pgcompress.demo.corpus import build_documents, stdlib_root, train_val_split
 from pgcompress.demo.tokenizer import train_tokenizer, write_shards
@@ -127,13 +128,13 @@ def run_demo(cfg: DemoConfig, log=lambda msg: print(msg, file=sys.stderr)) -> De
     work = cfg.cache_dir / f"exports-{ckpt.stem}"
     work.mkdir(exist_ok=True)
     ptz = work / "final_model.int8.ptz"
-    ptz.write_bytes(reference_int8_zlib(state))
+    atomic_write(ptz, reference_int8_zlib(state))
     budget = scaled_budget(ptz.stat().st_size)
     artifact = work / f"model.{cfg.method.replace(',', '_').replace('=', '-')}.pgc"
     # Self-generated calibration (the model samples its own text): no training data at pack time.
     calib = CalibConfig(selfgen=cfg.calib_seqs, seq_len=cfg.train.seq_len)
     context = context_for(state, cfg.method, calib)
-    artifact.write_bytes(pgcompress.pack(state, budget=budget, method=cfg.method, context=context))
+    atomic_write(artifact, pgcompress.pack(state, budget=budget, method=cfg.method, context=context))
     seconds["pack"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
