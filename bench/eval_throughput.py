@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -20,19 +21,12 @@ from pgcompress.eval.byte_tables import ByteTables
 from pgcompress.eval.loop import LoopConfig, evaluate
 from pgcompress.eval.model import GPT, GPTConfig, apply_reference_dtypes, count_params
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_name  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 FULL_VAL_TOKENS = 63_779_840  # official validation set, sp1024
 SEQ_LEN = 1024
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def measure(device: torch.device, seqs: int, repeats: int) -> dict:

@@ -6,15 +6,18 @@ import os
 import platform
 
 
-def machine_description() -> str:
-    cpu = platform.processor() or "unknown CPU"
+def cpu_name() -> str:
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine_description() -> str:
+    cpu = cpu_name()
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
