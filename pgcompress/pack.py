@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pgcompress import format as fmt
@@ -65,20 +67,7 @@ def pack_report(state_dict, budget=None, code=None, *, method="int8-ref", codec=
         enc = get_method(plan[name]).quantize(name, t, context)
         get_method(enc.method)  # a method may only store what a registered method can read back
         encoded.append((name, t, enc))
-    jobs = [(name, role, arr) for name, _, enc in encoded for role, arr in enc.streams.items()]
-    with ThreadPoolExecutor() as pool:
-        coded = list(progress_bar(pool.map(lambda j: _code_stream(j[2], codec, submittable), jobs),
-                                  "code streams", total=len(jobs), enabled=progress))
-    entries, blobs, it = [], [], iter(coded)
-    for name, t, enc in encoded:
-        streams = []
-        for role in enc.streams:
-            info, codec_name, blob = next(it)
-            streams.append(fmt.stream_entry(role, info, codec_name, blob))
-            blobs.append(blob)
-        entries.append({"name": name, "shape": list(t.shape), "dtype": dtype_name(t.dtype),
-                        "method": enc.method, "params": enc.params, "streams": streams})
-    data = fmt.build({"label": str(spec)}, entries, blobs)
+    data = assemble(str(spec), [(name, t, enc) for name, t, enc in encoded], codec, submittable, progress)
     result = PackResult(data, code_bytes, {name: enc.method for name, _, enc in encoded})
     if submittable:
         from pgcompress.submission.decoder import build_decoder
@@ -88,9 +77,41 @@ def pack_report(state_dict, budget=None, code=None, *, method="int8-ref", codec=
         raise BudgetError(
             f"does not fit: {result.total_bytes:,} bytes (code {code_bytes:,} + model {len(data):,}) "
             f"is {result.total_bytes - budget + 1:,} bytes over the budget (must be below {budget:,}); "
-            "use a smaller method (e.g. --method int6-gptq)",
+            "pack without a method to let the budget solver choose per tensor (pgcompress.budget.pack_to_budget)",
             result.total_bytes, budget)
     return result
+
+
+def assemble(label: str, encoded: list[tuple[str, torch.Tensor, Encoded]], codec: str = "auto",
+             submittable: bool = False, progress: bool = False, cache: dict | None = None) -> bytes:
+    """Code every stream of the encoded tensors and build the artifact (header label ``label``).
+
+    cache: optional dict reused across calls (the budget solver re-assembles after small changes);
+    streams with the same content, dtype and shape are coded once.
+    """
+    jobs = [arr for _, _, enc in encoded for arr in enc.streams.values()]
+    cache = {} if cache is None else cache
+    keys = [_stream_key(arr, codec, submittable) for arr in jobs]
+    todo = {k: arr for k, arr in zip(keys, jobs) if k not in cache}
+    with ThreadPoolExecutor() as pool:
+        done = list(progress_bar(pool.map(lambda a: _code_stream(a, codec, submittable), todo.values()),
+                                 "code streams", total=len(todo), enabled=progress))
+    cache.update(zip(todo, done))
+    entries, blobs, it = [], [], iter(keys)
+    for name, t, enc in encoded:
+        streams = []
+        for role in enc.streams:
+            info, codec_name, blob = cache[next(it)]
+            streams.append(fmt.stream_entry(role, info, codec_name, blob))
+            blobs.append(blob)
+        entries.append({"name": name, "shape": list(t.shape), "dtype": dtype_name(t.dtype),
+                        "method": enc.method, "params": enc.params, "streams": streams})
+    return fmt.build({"label": label}, entries, blobs)
+
+
+def _stream_key(arr, codec: str, submittable: bool) -> tuple:
+    a = np.ascontiguousarray(arr)
+    return (hashlib.sha1(a.view(np.uint8).reshape(-1).data).hexdigest(), a.dtype.str, a.shape, codec, submittable)
 
 
 def _code_stream(arr, codec: str, submittable: bool):

@@ -8,6 +8,7 @@ family serves ``int2-rtn`` .. ``int8-rtn``; codecs register one instance per nam
 from __future__ import annotations
 
 import re
+import threading
 from typing import TYPE_CHECKING, Callable
 
 from pgcompress.errors import CodecError, MethodError
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 _METHOD_FAMILIES: list[tuple[re.Pattern, Callable[[re.Match], "Method"], str]] = []
 _METHOD_CACHE: dict[str, "Method"] = {}
 _CODECS: dict[str, "Codec"] = {}
+_CANDIDATES: list[Callable] = []
 
 
 def register_method(pattern: str, factory: Callable[[re.Match], "Method"], summary: str) -> None:
@@ -45,6 +47,23 @@ def method_families() -> list[tuple[str, str]]:
     return [(regex.pattern, summary) for regex, _, summary in _METHOD_FAMILIES]
 
 
+def register_candidates(fn: Callable) -> None:
+    """Register ``fn(kind: TensorKind) -> list[str]``: the method names a family offers the budget
+    solver for a tensor of that kind (a new method joins the solver by registering here)."""
+    _CANDIDATES.append(fn)
+
+
+def candidate_methods(kind) -> list[str]:
+    """Every registered family's candidates for ``kind``, in registration order, without repeats."""
+    _load_builtins()
+    out: list[str] = []
+    for fn in _CANDIDATES:
+        for name in fn(kind):
+            if name not in out:
+                out.append(name)
+    return out
+
+
 def register_codec(codec: "Codec") -> None:
     if codec.name in _CODECS:
         raise ValueError(f"codec {codec.name!r} registered twice")
@@ -67,13 +86,24 @@ def codec_names() -> list[str]:
 
 
 _LOADED = False
+_LOADING = False
+_LOAD_LOCK = threading.RLock()
 
 
 def _load_builtins() -> None:
-    """Import the built-in methods and codecs once; they register themselves on import."""
-    global _LOADED
+    """Import the built-in methods and codecs once; they register themselves on import. Locked, and
+    marked done only after the imports, so a thread never sees a half-filled registry (the import
+    itself may re-enter through the same thread, which the re-entrant lock allows)."""
+    global _LOADED, _LOADING
     if _LOADED:
         return
-    _LOADED = True
-    import pgcompress.coding.builtin  # noqa: F401
-    import pgcompress.quant.builtin  # noqa: F401
+    with _LOAD_LOCK:
+        if _LOADED or _LOADING:
+            return
+        _LOADING = True
+        try:
+            import pgcompress.coding.builtin  # noqa: F401
+            import pgcompress.quant.builtin  # noqa: F401
+            _LOADED = True
+        finally:
+            _LOADING = False

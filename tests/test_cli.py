@@ -33,7 +33,8 @@ def test_pack_inspect_unpack(ckpt, tmp_path):
     code = tmp_path / "train_gpt.py"
     code.write_text("print('hi')\r\n# caf\u00e9\n", encoding="utf-8", newline="")
     out = tmp_path / "a.bin"
-    r = pgc("pack", ckpt, "-o", out, "--code", code, "--codec", "zlib")
+    r = pgc("pack", ckpt, "-o", out, "--code", code, "--method", "int8-ref", "--codec", "zlib",
+            "--submission", "import")
     assert r.returncode == 0, r.stderr
     size = out.stat().st_size
     # challenge rule: code read as text (CRLF -> LF) then UTF-8 encoded
@@ -60,7 +61,7 @@ def test_pack_inspect_unpack(ckpt, tmp_path):
 
 def test_budget_miss_reports_and_writes_nothing(ckpt, tmp_path):
     out = tmp_path / "a.bin"
-    r = pgc("pack", ckpt, "-o", out, "--budget", 100000, "--codec", "zlib")
+    r = pgc("pack", ckpt, "-o", out, "--budget", 100000, "--method", "int8-ref", "--codec", "zlib")
     assert r.returncode == 2
     assert "over the budget" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
@@ -69,14 +70,15 @@ def test_budget_miss_reports_and_writes_nothing(ckpt, tmp_path):
 
 def test_budget_is_strict(ckpt, tmp_path):
     size = len(pgcompress.pack(torch.load(ckpt, weights_only=True), codec="zlib"))
-    assert pgc("pack", ckpt, "-o", tmp_path / "a.bin", "--budget", size, "--codec", "zlib").returncode == 2
-    assert pgc("pack", ckpt, "-o", tmp_path / "a.bin", "--budget", size + 1, "--codec", "zlib").returncode == 0
+    args = ("--method", "int8-ref", "--codec", "zlib", "--submission", "import")
+    assert pgc("pack", ckpt, "-o", tmp_path / "a.bin", "--budget", size, *args).returncode == 2
+    assert pgc("pack", ckpt, "-o", tmp_path / "a.bin", "--budget", size + 1, *args).returncode == 0
 
 
 @pytest.mark.parametrize("damage", ["magic", "truncate", "flip"])
 def test_damaged_artifact_one_line_exit_2(ckpt, tmp_path, damage):
     out = tmp_path / "a.bin"
-    assert pgc("pack", ckpt, "-o", out, "--codec", "zlib").returncode == 0
+    assert pgc("pack", ckpt, "-o", out, "--method", "int8-ref", "--codec", "zlib").returncode == 0
     data = bytearray(out.read_bytes())
     if damage == "magic":
         data[:4] = b"XXXX"
@@ -124,7 +126,8 @@ def test_methods_lists_int8_ref():
     assert r.returncode == 0 and "int8-ref" in r.stdout and "fp16" in r.stdout
 
 
-def test_submittable_reports_decoder_bytes_and_code_form(ckpt, tmp_path):
+def test_total_counts_the_decoder_as_it_will_be_pasted(ckpt, tmp_path):
+    from pgcompress.submission.decoder import build_decoder
     from pgcompress.submission.wrap import wrap_source
 
     raw = tmp_path / "train_gpt.py"
@@ -132,10 +135,15 @@ def test_submittable_reports_decoder_bytes_and_code_form(ckpt, tmp_path):
     wrapped = tmp_path / "wrapped.py"
     wrapped.write_text(wrap_source(raw.read_text()).text)
     for code, form in ((raw, "raw"), (wrapped, "wrapped")):
-        r = pgc("pack", ckpt, "-o", tmp_path / "a.bin", "--code", code, "--submittable", "--json")
+        r = pgc("pack", ckpt, "-o", tmp_path / "a.bin", "--code", code, "--method", "int8-ref", "--json")
         assert r.returncode == 0, r.stderr
         info = json.loads(r.stdout)
-        assert info["code_form"] == form and info["code_bytes"] == len(code.read_bytes())
-        from pgcompress.submission.decoder import build_decoder
-
-        assert info["decoder_bytes"] == len(build_decoder((tmp_path / "a.bin").read_bytes()).encode())
+        decoder = build_decoder((tmp_path / "a.bin").read_bytes())
+        assert info["code_form"] == form
+        assert info["total_bytes"] == info["code_bytes"] + (tmp_path / "a.bin").stat().st_size
+        if form == "raw":  # pasted as it is: code + decoder + a newline
+            assert info["code_bytes"] == len(code.read_bytes()) + len(decoder.encode()) + 1
+        else:  # wrapped together: what wrapping the source with the decoder appended weighs
+            both = wrap_source(raw.read_text() + "\n" + decoder)
+            assert info["code_bytes"] == both.counted_bytes
+            assert len(code.read_bytes()) < info["code_bytes"] < len(code.read_bytes()) + len(decoder.encode())

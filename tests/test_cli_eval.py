@@ -25,6 +25,14 @@ CKPT = DATA / "checkpoints" / "ref_sp1024_9x512.pt"
 
 pytestmark = pytest.mark.skipif(not CKPT.exists(), reason="shared data not present")
 
+def _cpu_name() -> str:
+    try:
+        return next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
+SAME_CPU_AS_REFERENCE = _cpu_name().startswith("AMD EPYC")
 LINE = re.compile(r"final_(\w+?)_roundtrip val_loss:(\d+\.\d{4}) val_bpb:(\d+\.\d{4}) eval_time:\d+ms")
 EXACT = re.compile(r"final_(\w+?)_roundtrip_exact val_loss:(\d+\.\d{8}) val_bpb:(\d+\.\d{8})")
 
@@ -77,8 +85,15 @@ def test_reference_checkpoint_numbers_and_int8_gap(tmp_path):
     lines = raw.stdout.splitlines()
     assert lines[0] == "model_params:17059912"
     assert LINE.fullmatch(lines[1]) and lines[1].startswith("final_raw_roundtrip val_loss:3.1725 val_bpb:1.8213 ")
-    # Reference (data/README.md): val_loss 3.17251444, val_bpb 1.82131713.
-    assert lines[2] == "final_raw_roundtrip_exact val_loss:3.17251444 val_bpb:1.82131713"
+    # Reference (data/README.md): val_loss 3.17251444, val_bpb 1.82131713, measured on an AMD EPYC CPU.
+    # CPU bf16 kernels differ by instruction set (spec section 8: equality holds per device), so
+    # the digits must be identical there and within 5e-5 bpb on other CPUs (measured: 1.4e-5 on an
+    # Intel Xeon with AVX-512).
+    raw_bpb = float(EXACT.fullmatch(lines[2]).group(3))
+    if SAME_CPU_AS_REFERENCE:
+        assert lines[2] == "final_raw_roundtrip_exact val_loss:3.17251444 val_bpb:1.82131713"
+    else:
+        assert abs(raw_bpb - 1.82131713) < 5e-5
     assert lines[3] == f"artifact_bytes:{CKPT.stat().st_size} artifact_mb:{CKPT.stat().st_size / 1e6:.6f}"
 
     import pgcompress
@@ -90,7 +105,11 @@ def test_reference_checkpoint_numbers_and_int8_gap(tmp_path):
     m = EXACT.search(q.stdout)
     assert m and m.group(1) == "int8_ref"
     # Reference int8 + zlib roundtrip: val_bpb 1.82202888 (gap +0.000712).
-    assert m.group(3) == "1.82202888"
+    if SAME_CPU_AS_REFERENCE:
+        assert m.group(3) == "1.82202888"
+    else:
+        assert abs(float(m.group(3)) - 1.82202888) < 5e-5
+        assert abs((float(m.group(3)) - raw_bpb) - 0.00071175) < 5e-5
     assert f"artifact_bytes:{artifact.stat().st_size} " in q.stdout
 
 

@@ -113,3 +113,23 @@ def test_error_bound_inside_the_clip_range(bits, seed, mag, sd):
     assert torch.all(err[inside] <= (s / 2 * (1 + 1e-6)).expand_as(w)[inside])
     # outside (the stored scale rounded down a little): clamped to the extreme code
     assert torch.all(deq[~inside].abs() == (grid.qmax * s).expand_as(w)[~inside])
+
+
+def test_banks_get_a_scale_per_slice_row():
+    """A [slices, out, in] bank is quantized as slices*out rows of in (one scale per slice row),
+    not as [slices, out*in] (one scale per slice): per-row absmax, computed independently."""
+    import numpy as np
+
+    from pgcompress.quant.base import QuantContext
+    from pgcompress.registry import get_method
+
+    g = torch.Generator().manual_seed(3)
+    bank = torch.randn(4, 6, 32, generator=g) * torch.logspace(-2, 0, 6)[None, :, None]
+    enc = get_method("int6-rtn").quantize("bank", bank, QuantContext())
+    rows = bank.reshape(24, 32).double().numpy()
+    scale = (np.abs(rows).max(axis=1) / 31).astype(np.float16).astype(np.float64)
+    assert enc.streams["scale"].shape == (24,)
+    assert np.array_equal(enc.streams["scale"].astype(np.float64), scale)
+    back = get_method("int6-rtn").dequantize(enc, tuple(bank.shape), torch.float32)
+    assert back.shape == bank.shape
+    assert float((back - bank).abs().max(dim=-1).values.div(torch.from_numpy(scale).reshape(4, 6)).max()) <= 0.5 + 1e-6

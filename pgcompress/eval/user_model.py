@@ -1,8 +1,18 @@
 """``--model-code train_gpt.py``: evaluate a custom architecture with the user's own classes.
 
-The script is imported as a module (its ``if __name__ == "__main__"`` block does not run), its
-``GPT`` is built from its ``Hyperparameters`` and given the reference's dtype rules. The model
-must keep the reference's interface: ``model(input_ids, target_ids) -> mean loss``.
+The script is imported as a module (its ``if __name__ == "__main__"`` block does not run). The model
+must keep the reference's interface: ``model(input_ids, target_ids) -> mean loss``. It is built in
+one of two ways:
+
+- the script defines ``build_model(state_dict) -> nn.Module``: that hook is called and its model
+  used as returned (weights assumed loaded, dtypes as the hook left them; only ``.eval()`` is
+  applied). ``Hyperparameters``, if defined, still gives the vocab size;
+- otherwise its ``GPT`` is built from its ``Hyperparameters`` (GPT.__init__ parameters matched by
+  name), given the reference's dtype rules, and the state dict is loaded strictly.
+
+An exception raised inside the user's code (at import, in ``build_model``/``GPT(...)``, or in a
+forward run under ``user_code_errors``) becomes a one-line ``ModelError`` naming the script's
+file and line.
 """
 
 from __future__ import annotations
@@ -11,16 +21,19 @@ import hashlib
 import importlib.util
 import inspect
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, TracebackType
+from typing import Iterator
 
 import torch
 from torch import nn
 
-from pgcompress.errors import ModelError
+from pgcompress.errors import ModelError, PgcError
 from pgcompress.eval.model import CONTROL_PATTERNS, apply_reference_dtypes, load_strict
 
 _PARAM_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+_SCRIPTS: set[str] = set()  # resolved paths of every imported user script
 
 
 def import_script(path: Path) -> ModuleType:
@@ -34,33 +47,87 @@ def import_script(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    _SCRIPTS.add(str(path))
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
-        raise ModelError(f"--model-code {path}: importing it failed: {type(exc).__name__}: {exc}") from None
+        raise user_error(exc, "importing it", path) from None
     return module
 
 
 def build_user_model(path: Path, state_dict: dict[str, torch.Tensor], source: str) -> tuple[nn.Module, int | None]:
     """(model with weights loaded, its vocab size if Hyperparameters says) from the user's script."""
     module = import_script(path)
-    for attr in ("GPT", "Hyperparameters"):
-        if not hasattr(module, attr):
-            raise ModelError(f"--model-code {path}: defines no {attr!r}")
-    hp = module.Hyperparameters()
-    try:
-        model = module.GPT(**_gpt_kwargs(module.GPT, hp, path))
-    except ModelError:
-        raise
-    except Exception as exc:
-        raise ModelError(f"--model-code {path}: GPT(...) failed: {type(exc).__name__}: {exc}") from None
-    linear_cls = getattr(module, "CastedLinear", nn.Linear)
-    patterns = tuple(getattr(module, "CONTROL_TENSOR_NAME_PATTERNS", CONTROL_PATTERNS))
-    apply_reference_dtypes(model, linear_cls, patterns)
-    load_strict(model, state_dict, source)
+    hp_cls = getattr(module, "Hyperparameters", None)
+    if hasattr(module, "build_model"):
+        with user_code_errors("build_model(state_dict)", path):
+            hp = hp_cls() if hp_cls is not None else None
+            model = module.build_model(state_dict)
+        if not isinstance(model, nn.Module):
+            raise ModelError(f"--model-code {path}: build_model returned {type(model).__name__}, not an nn.Module")
+    else:
+        for attr in ("GPT", "Hyperparameters"):
+            if not hasattr(module, attr):
+                raise ModelError(f"--model-code {path}: defines no {attr!r} (and no build_model)")
+        with user_code_errors("Hyperparameters()", path):
+            hp = hp_cls()
+        kwargs = _gpt_kwargs(module.GPT, hp, path)
+        with user_code_errors("GPT(...)", path):
+            model = module.GPT(**kwargs)
+        linear_cls = getattr(module, "CastedLinear", nn.Linear)
+        patterns = tuple(getattr(module, "CONTROL_TENSOR_NAME_PATTERNS", CONTROL_PATTERNS))
+        apply_reference_dtypes(model, linear_cls, patterns)
+        load_strict(model, state_dict, source)
     vocab = getattr(hp, "vocab_size", None)
     return model.eval(), None if vocab is None else int(vocab)
+
+
+@contextmanager
+def user_code_errors(what: str, path: Path | None = None) -> Iterator[None]:
+    """Turn an exception raised inside an imported user script into a one-line ModelError.
+
+    With ``path`` (a call into that script) every exception is converted; without it only those
+    whose traceback passes through a user script, so errors of the built-in model propagate as
+    they are. Our own PgcErrors always propagate unchanged.
+    """
+    try:
+        yield
+    except PgcError:
+        raise
+    except Exception as exc:
+        if path is None and _user_frame(exc) is None:
+            raise
+        raise user_error(exc, what, path) from exc
+
+
+def user_error(exc: BaseException, what: str, path: Path | None) -> ModelError:
+    """'--model-code <file>:<line>: <what> failed: the model code raised <Type>: <first line>'."""
+    where = _user_frame(exc)
+    at = f"{where[0]}:{where[1]}" if where else str(path)
+    lines = str(exc).strip().splitlines()
+    return ModelError(f"--model-code {at}: {what} failed: the model code raised {type(exc).__name__}: "
+                      f"{lines[0] if lines else ''}")
+
+
+def _user_frame(exc: BaseException) -> tuple[str, int] | None:
+    """(file, line) of the innermost traceback frame in a user script (or of a SyntaxError in one)."""
+    found = None
+    if isinstance(exc, SyntaxError) and exc.filename and _is_script(exc.filename):
+        return str(Path(exc.filename).resolve()), int(exc.lineno or 0)
+    tb: TracebackType | None = exc.__traceback__
+    while tb is not None:
+        if _is_script(tb.tb_frame.f_code.co_filename):
+            found = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def _is_script(filename: str) -> bool:
+    try:
+        return str(Path(filename).resolve()) in _SCRIPTS
+    except (OSError, ValueError):
+        return False
 
 
 def _gpt_kwargs(gpt_cls, hp, path) -> dict:

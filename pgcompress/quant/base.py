@@ -39,10 +39,46 @@ class QuantContext:
     """
 
     hessians: dict[str, torch.Tensor] = field(default_factory=dict)
+    # (tensor name, method name without +lqer) -> (codes, qparams, extra): lets a solver that tries
+    # int6-gptq and int6-gptq+lqer on one tensor run GPTQ once. None: no reuse.
+    memo: dict | None = None
+
+
+@dataclass(frozen=True)
+class TensorKind:
+    """What a method needs to know to offer itself as a solver candidate for a tensor: its shape and
+    dtype (roles come from these, never from names) and whether calibration gave it a Hessian."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    has_hessian: bool = False
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= int(d)
+        return n
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype.is_floating_point
+
+    @property
+    def is_matrix(self) -> bool:
+        """Worth an integer grid: a float tensor with a real [rows, cols] view (>= 2 columns, rows
+        of at least 2 and 4,096 elements in all); smaller ones cost more in scales than they save."""
+        if not self.is_float or not self.shape:
+            return False
+        cols = int(self.shape[-1])
+        return cols >= 2 and self.numel // max(cols, 1) >= 2 and self.numel >= 4096
 
 
 class Method:
     name: str = ""
+    needs_hessians: bool = False  # True: quantize() raises without a Hessian for the tensor
+    wants_hessians: bool = False  # True: uses a Hessian when there is one (needs_hessians implies it)
     # The plain function (method, params, streams, shape, dtype) -> tensor that dequantize runs after
     # validating; torch/numpy only, so the submission decoder copies it. None: not submittable.
     decode_fn = None

@@ -7,8 +7,10 @@ GPTQ/LQER, keyed by state-dict name.
   time in the challenge). The built-in reference GPT samples with a KV cache; any other model by
   re-running the full prefix.
 
-The model is the eval subsystem's built-in reference GPT, run in fp32 for the Hessians. A tied
-embedding gets the output head's Hessian (inputs = the final-normed hidden states).
+The model is the eval subsystem's built-in reference GPT (or, with ``model_code``, the user's
+train_gpt.py model), run in fp32. A tied embedding gets the output head's Hessian (inputs = the
+final-normed hidden states). ``calibrate`` gives Hessians only; ``calibrate_stats`` the full
+``CalibStats`` of ``calib_stats`` (Hessians, output sensitivities, Fisher) for the budget solver.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from torch import nn
 
 from pgcompress.errors import DataError
 from pgcompress.progress import progress_bar
+from pgcompress.quant import calib_model
+from pgcompress.quant.calib_stats import CalibStats, collect_stats
 from pgcompress.quant.hessians import HessianCollector
 
 BOS_ID = 1
@@ -39,6 +43,7 @@ class CalibConfig:
     seed: int = 1337
     device: str = "cpu"
     progress: bool = False
+    model_code: str | None = None  # a user's train_gpt.py; None = the built-in reference GPT
 
 
 def shard_tokens(pattern: str, n_seqs: int, seq_len: int) -> torch.Tensor:
@@ -63,7 +68,7 @@ def tied_head_input(model: nn.Module) -> dict:
     return {"tok_emb.weight": (model.blocks[-1], lambda out: F.rms_norm(out, (out.shape[-1],)))}
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: cached rotary tables must stay usable by a later backward
 def collect_hessians(model: nn.Module, tokens: torch.Tensor, batch_seqs: int = 8,
                      progress: bool = False) -> dict[str, torch.Tensor]:
     """tokens [n, L] -> {param name: H [in, in] fp32}: one forward per batch, every layer at once."""
@@ -84,7 +89,7 @@ def _forward(model: nn.Module, x: torch.Tensor) -> None:
         model(x)
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def selfgen_tokens(model: nn.Module, n_seqs: int, seq_len: int, temperature: float = 1.0, seed: int = 1337,
                    batch_seqs: int = 64, bos: int = BOS_ID, progress: bool = False) -> torch.Tensor:
     """Sample n_seqs sequences of seq_len tokens (the first is BOS): [n, seq_len] int64."""
@@ -99,7 +104,7 @@ def selfgen_tokens(model: nn.Module, n_seqs: int, seq_len: int, temperature: flo
             if step is not None:
                 logits = step(toks[:, pos], pos)
             else:
-                logits = model.forward_logits(toks[:, :pos + 1]).reshape(B, pos + 1, -1)[:, -1]
+                logits = calib_model.next_token_logits(model, toks[:, :pos + 1])
             probs = torch.softmax(logits.float() / temperature, dim=-1)
             toks[:, pos + 1] = torch.multinomial(probs, 1, generator=gen)[:, 0]
         out.append(toks.cpu())
@@ -168,10 +173,8 @@ def _cached_stepper(model: nn.Module, B: int, max_len: int):
 
 
 def calibration_model(state_dict: dict[str, torch.Tensor], device: str = "cpu") -> nn.Module:
-    """The built-in reference GPT for this state dict, in fp32 (Hessians want full precision)."""
-    from pgcompress.eval.model import build_model
-
-    return build_model(state_dict).float().to(device).eval()
+    """The built-in reference GPT for this state dict, in fp32 (see ``calib_model.calibration_model``)."""
+    return calib_model.calibration_model(state_dict, device)
 
 
 def calibration_tokens(model: nn.Module, cfg: CalibConfig) -> torch.Tensor:
@@ -184,6 +187,20 @@ def calibration_tokens(model: nn.Module, cfg: CalibConfig) -> torch.Tensor:
 
 def calibrate(state_dict: dict[str, torch.Tensor], cfg: CalibConfig) -> dict[str, torch.Tensor]:
     """State dict + calibration config -> Hessians by state-dict name (for QuantContext.hessians)."""
-    model = calibration_model(state_dict, cfg.device)
+    model = calib_model.calibration_model(state_dict, cfg.device, cfg.model_code)
     tokens = calibration_tokens(model, cfg)
-    return collect_hessians(model, tokens, cfg.batch_seqs, cfg.progress)
+    if cfg.model_code is None:
+        return collect_hessians(model, tokens, cfg.batch_seqs, cfg.progress)
+    # a user's model may use weights outside nn.Linear (banks): find them by use, not by module
+    return collect_stats(model, tokens, cfg.batch_seqs, fisher_seqs=0, progress=cfg.progress).hessians
+
+
+def calibrate_stats(state_dict: dict[str, torch.Tensor], cfg: CalibConfig, fisher_seqs: int = 16) -> CalibStats:
+    """State dict + calibration config -> CalibStats (the first fisher_seqs sequences get gradients)."""
+    model = calib_model.calibration_model(state_dict, cfg.device, cfg.model_code)
+    tokens = calibration_tokens(model, cfg)
+    stats = collect_stats(model, tokens, cfg.batch_seqs, fisher_seqs, progress=cfg.progress)
+    n, L = tokens.shape
+    origin = "shard" if cfg.shards else "self-generated"
+    stats.source = f"{n} x {L} {origin} tokens, {min(fisher_seqs, n)} with gradients"
+    return stats

@@ -10,20 +10,21 @@ groups"), from the original W, so codes and stored scales agree whatever the col
 Hessian-aware clip: each row's clip is chosen among fractions of its absmax by running GPTQ for
 every candidate at once (the rows are independent given H) and keeping, per row, the candidate
 with the least output error (W - W_hat) H (W - W_hat)^T. ``-kK`` uses an SDClip grid instead.
-Without a Hessian for a tensor: RTN with the MSE clip search (with a warning).
+A method name means what it says: without a Hessian for a tensor, GPTQ is an error, never a
+silent RTN artifact labelled ``gptq``. N-D weight banks (``[slices, out, in]``, one linear map per
+slice) are quantized slice by slice, each with its own Hessian (calibration keys ``name[i]``).
 """
 
 from __future__ import annotations
-
-import warnings
 
 import torch
 
 from pgcompress.errors import MethodError
 from pgcompress.quant import clipping
 from pgcompress.quant import grid as G
-from pgcompress.quant.base import QuantContext
+from pgcompress.quant.base import QuantContext, TensorKind
 from pgcompress.quant.intn import GridMethod, register_family
+from pgcompress.registry import register_candidates
 
 CLIP_ALPHAS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)
 
@@ -127,22 +128,53 @@ def gptq_best_clip(W: torch.Tensor, H: torch.Tensor, grid: G.Grid, k: float | No
     return codes, G.QParams(scale, zero), extra
 
 
+def slice_hessians(name: str, hessians: dict[str, torch.Tensor], rows: int) -> list[torch.Tensor] | None:
+    """Per-slice Hessians of an N-D weight bank (keys ``name[0]``, ``name[1]``, ...), or None when
+    the calibration has none for it. Every slice must have one, with the bank's rows split evenly."""
+    keys = [k for k in hessians if k.startswith(name + "[")]
+    if not keys:
+        return None
+    n = len(keys)
+    missing = [i for i in range(n) if f"{name}[{i}]" not in hessians]
+    if missing or rows % n:
+        raise MethodError(f"tensor {name!r}: calibration saw {n} of its slices but not slice {missing[:1]} "
+                          f"or its {rows} rows do not split into {n} slices; exclude it from GPTQ "
+                          f"(--method '...,{name}=int6-sdclip-kauto')")
+    return [hessians[f"{name}[{i}]"] for i in range(n)]
+
+
 class GPTQMethod(GridMethod):
+    needs_hessians = True
+
     def quantize_matrix(self, name: str, W: torch.Tensor, ctx: QuantContext):
-        H = ctx.hessians.get(name)
         grid = self.spec.grid
-        if H is None:
-            # one line for an uncalibrated run, one per tensor when calibration missed this tensor
-            what = (f"no Hessian for {name!r} (not the input of a linear layer?)" if ctx.hessians
-                    else "no calibration (pass --calib-shards or --calib-selfgen)")
-            warnings.warn(f"{self.name}: {what}; using RTN with the per-row MSE clip search", stacklevel=3)
-            rows = G.to_rows(W, grid.group_size)
-            qp = (clipping.sdclip_qparams(rows, grid, self.spec.k) if self.spec.k is not None
-                  else clipping.mse_qparams(rows, grid))
-            return G.quantize_rows(rows, qp, grid).reshape(W.shape), qp, {"fallback": "no-hessian"}
-        return gptq_best_clip(W, H.to("cpu", torch.float32), grid, self.spec.k)
+        H = ctx.hessians.get(name)
+        if H is not None:
+            return gptq_best_clip(W, H.to("cpu", torch.float32), grid, self.spec.k)
+        slices = slice_hessians(name, ctx.hessians, W.shape[0])
+        if slices is None:
+            what = (f"the calibration has no Hessian for {name!r} (it is not the weight of a linear map "
+                    f"the model ran); give it another method, e.g. --method '...,{name}=int6-sdclip-kauto'"
+                    if ctx.hessians else
+                    "GPTQ needs calibration: pass --calib-shards GLOB or --calib-selfgen N, "
+                    "or use an RTN method (int6-sdclip-kauto, int6-clip)")
+            raise MethodError(f"{self.name}: {what}")
+        step = W.shape[0] // len(slices)
+        parts = [gptq_best_clip(W[i * step:(i + 1) * step], Hs.to("cpu", torch.float32), grid, self.spec.k)
+                 for i, Hs in enumerate(slices)]
+        codes = torch.cat([p[0] for p in parts])
+        zero = None if grid.symmetric else torch.cat([p[1].zero for p in parts])
+        return codes, G.QParams(torch.cat([p[1].scale for p in parts]), zero), parts[0][2]
 
 
+def gptq_candidates(kind: TensorKind) -> list[str]:
+    """Budget-solver candidates: every bit width, and LQER on the low ones (it reuses the GPTQ codes)."""
+    if not (kind.is_matrix and kind.has_hessian):
+        return []
+    return [f"int{b}-gptq" for b in range(2, 9)] + [f"int{b}-gptq+lqer" for b in range(2, 7)]
+
+
+register_candidates(gptq_candidates)
 register_family("gptq", GPTQMethod,
                 "full-Hessian GPTQ (act-order, block 128, 1% damping), Hessian-aware clip choice; -kK: "
                 "SDClip grid; no calibration -> MSE-clip RTN (mods: -g{32..256} -asym -bf16 +lqer[-rR][-fF])")

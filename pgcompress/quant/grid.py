@@ -65,13 +65,22 @@ class QParams:
     zero: torch.Tensor | None = None
 
 
+def matrix_dims(shape) -> tuple[int, int]:
+    """The [rows, cols] view of a tensor shape: 2-D as is; 1-D/0-D one row; N-D (weight banks such
+    as ``qo_bank [2L, d, d]``) as every leading index a row of the last dim, so each slice's rows
+    get their own scales. A plain function: the submission decoder copies it."""
+    numel = 1
+    for d in shape:
+        numel *= int(d)
+    if len(shape) <= 1:
+        return 1, numel
+    cols = int(shape[-1])
+    return (numel // cols if cols else 0), cols
+
+
 def as_matrix(w: torch.Tensor) -> torch.Tensor:
-    """Any tensor -> [out, in]: 2-D as is, N-D as [shape[0], rest], 1-D/0-D as one row."""
-    if w.ndim == 2:
-        return w
-    if w.ndim <= 1:
-        return w.reshape(1, -1)
-    return w.reshape(w.shape[0], -1)
+    """Any tensor -> its [rows, cols] view (``matrix_dims``)."""
+    return w.reshape(matrix_dims(tuple(w.shape)))
 
 
 def to_rows(W: torch.Tensor, group_size: int) -> torch.Tensor:

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from pgcompress.errors import FormatError
-from pgcompress.quant.base import Encoded, Method, QuantContext
+from pgcompress.quant.base import Encoded, Method, QuantContext, TensorKind
 from pgcompress.quant.streams import expect_stream
-from pgcompress.registry import register_method
+from pgcompress.registry import register_candidates, register_method
 
 CLIP_Q = 99.99984 / 100.0
 _TORCH_QUANTILE_MAX_NUMEL = 1 << 24  # torch.quantile refuses larger inputs
@@ -105,5 +105,11 @@ def int8_ref_dequantize(method, params, streams, shape, dtype):
     return (q.float() * float(np.float32(params["scale"]))).to(dtype)
 
 
+def int8_ref_candidates(kind: TensorKind) -> list[str]:
+    """The reference export's own grid, so the solver never does worse than it on a 2-D weight."""
+    return ["int8-ref"] if kind.is_matrix and len(kind.shape) == 2 else []
+
+
+register_candidates(int8_ref_candidates)
 register_method("int8-ref", lambda m: Int8Ref(),
                 "the challenge's reference per-row int8 export, bit-exact (clip q=0.9999984)")

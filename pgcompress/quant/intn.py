@@ -38,7 +38,7 @@ from pgcompress.errors import FormatError, MethodError
 from pgcompress.quant import grid as G
 from pgcompress.quant import lqer
 from pgcompress.quant.base import Encoded, Method, QuantContext
-from pgcompress.quant.grid import dequantize
+from pgcompress.quant.grid import dequantize, matrix_dims
 from pgcompress.quant.lqer import lqer_correction
 from pgcompress.quant.streams import expect_stream
 from pgcompress.registry import register_method
@@ -117,6 +117,10 @@ class GridMethod(Method):
         self.name = name
         self.spec = parse_name(name)
 
+    @property
+    def wants_hessians(self) -> bool:
+        return self.needs_hessians or bool(self.spec.lqer_rank)
+
     def quantize_matrix(self, name: str, W: torch.Tensor, ctx: QuantContext) -> tuple[torch.Tensor, G.QParams, dict]:
         """W [out, in] fp32 -> (codes [out, in] int8, qparams over [out * groups], extra params)."""
         raise NotImplementedError
@@ -126,7 +130,7 @@ class GridMethod(Method):
             raise MethodError(f"tensor {name!r}: {self.name} quantizes float tensors only, got {w.dtype}")
         W = G.as_matrix(w.detach().to("cpu", torch.float32))
         G.to_rows(W, self.spec.group)  # fails early, naming the tensor's shape, if groups do not fit
-        codes, qp, extra = self.quantize_matrix(name, W, ctx)
+        codes, qp, extra = self._codes(name, W, ctx)
         grid = self.spec.grid
         params = {"bits": grid.bits, "sym": grid.symmetric, "group": grid.group_size,
                   "scale_dtype": grid.scale_dtype, **extra}
@@ -140,6 +144,14 @@ class GridMethod(Method):
             params.update(lqer_rank=fac.rank, lqer_bits=self.spec.lqer_bits)
             streams.update(lqer.to_streams(fac))
         return Encoded(self.name, params, streams)
+
+    def _codes(self, name: str, W: torch.Tensor, ctx: QuantContext):
+        if ctx.memo is None:
+            return self.quantize_matrix(name, W, ctx)
+        key = (name, self.name.split("+")[0])
+        if key not in ctx.memo:
+            ctx.memo[key] = self.quantize_matrix(name, W, ctx)
+        return ctx.memo[key]
 
     def dequantize(self, enc: Encoded, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         return dequantize_encoded(enc, shape, self.spec.bits).to(dtype).reshape(shape)
@@ -178,8 +190,7 @@ def stored_grid(params: dict, shape2d: tuple[int, int], name_bits: int | None) -
 def dequantize_encoded(enc: Encoded, shape: tuple[int, ...], name_bits: int | None = None) -> torch.Tensor:
     """Stored grid tensor -> fp32 [out, in] (shape's matrix view)."""
     numel = int(np.prod(shape, dtype=np.int64))
-    out = int(shape[0]) if len(shape) >= 2 else 1
-    cols = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) >= 2 else numel
+    out, cols = G.matrix_dims(shape)
     grid = stored_grid(enc.params, (out, cols), name_bits)
     n_scales = out * (cols // grid.group_size if grid.group_size else 1)
     q = expect_stream(enc, "q", numel, np.int8)
@@ -219,11 +230,8 @@ def grid_matrix(params, streams, out, cols):
 
 def grid_dequantize(method, params, streams, shape, dtype):
     """Stored grid tensor -> ``dtype`` tensor of ``shape`` (the decode_fn of every intN family)."""
-    numel = 1
-    for d in shape:
-        numel *= d
-    out = shape[0] if len(shape) >= 2 else 1
-    return grid_matrix(params, streams, out, numel // out if out else 0).to(dtype).reshape(shape)
+    out, cols = matrix_dims(shape)
+    return grid_matrix(params, streams, out, cols).to(dtype).reshape(shape)
 
 
 def register_family(algo: str, cls: type, summary: str) -> None:

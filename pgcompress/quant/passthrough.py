@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pgcompress.quant.base import Encoded, Method, QuantContext
+from pgcompress.quant.base import Encoded, Method, QuantContext, TensorKind
 from pgcompress.quant.streams import expect_stream
-from pgcompress.registry import register_method
+from pgcompress.registry import register_candidates, register_method
 from pgcompress.tensors import from_numpy_bits, to_numpy_bits, torch_dtype
 
 
@@ -64,6 +64,15 @@ def passthrough_dequantize(method, params, streams, shape, dtype):
     return t.to(torch.float32) if method == "fp32" else t.to(dtype)
 
 
+def passthrough_candidates(kind: TensorKind) -> list[str]:
+    """Non-float tensors: kept exactly. Float ones: fp16/bf16 casts, and exact for the small ones."""
+    if not kind.is_float:
+        return ["raw"]
+    casts = [m for m in ("fp16", "bf16") if torch_dtype(STORED_AS[m]) != kind.dtype]
+    return casts if kind.is_matrix else ["raw"] + casts
+
+
+register_candidates(passthrough_candidates)
 register_method("raw", lambda m: Raw(), "keep the tensor exactly as it is (any dtype)")
 register_method("fp16", lambda m: FloatCast("fp16"), "store as float16, restore the original dtype on load")
 register_method("bf16", lambda m: FloatCast("bf16"), "store as bfloat16, restore the original dtype on load")

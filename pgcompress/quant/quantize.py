@@ -26,7 +26,7 @@ CalibSource = None | str | int | CalibConfig | dict
 
 
 def needs_hessians(plan: dict[str, str]) -> bool:
-    return any("-gptq" in m or "+lqer" in m for m in plan.values())
+    return any(get_method(m).wants_hessians for m in plan.values())
 
 
 def calib_config(calib: str | int | CalibConfig) -> CalibConfig:

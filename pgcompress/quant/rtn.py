@@ -12,8 +12,9 @@ import torch
 
 from pgcompress.quant import clipping
 from pgcompress.quant import grid as G
-from pgcompress.quant.base import QuantContext
+from pgcompress.quant.base import QuantContext, TensorKind
 from pgcompress.quant.intn import GridMethod, MethodName, register_family
+from pgcompress.registry import register_candidates
 
 
 def qparams_for(spec: MethodName, rows: torch.Tensor) -> tuple[G.QParams, dict]:
@@ -45,6 +46,16 @@ class RTN(GridMethod):
         return G.quantize_rows(rows, qp, self.spec.grid).reshape(W.shape), qp, extra
 
 
+def rtn_candidates(kind: TensorKind) -> list[str]:
+    """Budget-solver candidates that need no calibration: absmax RTN and SDClip with k searched.
+    Not offered where the tensor has a Hessian: GPTQ's error there is 0.02-0.5x RTN's at the same
+    bits (bench/results/gptq_time.md) for ~1% more bytes, so they would only cost solver time."""
+    if not kind.is_matrix or kind.has_hessian:
+        return []
+    return [f"int{b}-{algo}" for b in range(2, 9) for algo in ("rtn", "sdclip-kauto")]
+
+
+register_candidates(rtn_candidates)
 _MODS = "mods: -g{32..256} -asym -bf16 +lqer[-rR][-fF]"
 register_family("rtn", RTN, f"round to nearest, clip = row absmax ({_MODS})")
 register_family("clip", RTN, f"round to nearest, per-row MSE-optimal clip search, 'GPTQ-lite' ({_MODS})")

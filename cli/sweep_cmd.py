@@ -1,0 +1,79 @@
+"""``pgc sweep``: the budget solver's rate-distortion curve, with uniform methods on the same axes."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import click
+
+from pgcompress.atomic import atomic_write
+from pgcompress.budget.accounting import MODES
+from pgcompress.checkpoint import load_checkpoint
+from pgcompress.cli.eval_cmd import _eval_options
+from pgcompress.cli.pack_cmd import calib_config, calib_options
+from pgcompress.errors import PgcError
+
+
+def parse_budgets(text: str) -> list[int]:
+    """'4e6,6e6,16000000' -> [4000000, 6000000, 16000000]; each a positive whole number of bytes."""
+    out = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        try:
+            value = float(item)
+        except ValueError:
+            raise click.BadParameter(f"{item!r} is not a number of bytes", param_hint="--budgets") from None
+        if value != int(value) or value < 1:
+            raise click.BadParameter(f"{item!r} is not a positive whole number of bytes", param_hint="--budgets")
+        out.append(int(value))
+    if not out:
+        raise click.BadParameter("give at least one budget", param_hint="--budgets")
+    return out
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--budgets", required=True, help="Comma-separated byte budgets, e.g. 4e6,8e6,16e6.")
+@click.option("--uniform", default="int4-gptq,int5-gptq,int6-gptq,int7-gptq,int8-gptq,int4-rtn,int5-rtn,int6-rtn,"
+              "int7-rtn,int8-rtn,int8-ref", show_default=True,
+              help="Uniform methods packed and scored on the same axes ('' for none).")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("sweep"),
+              show_default=True, help="Where the artifacts, sweep.json, sweep.md and sweep.png go.")
+@click.option("--code", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The counted code file (train_gpt.py).")
+@click.option("--submission", type=click.Choice(MODES), default="self-contained", show_default=True)
+@functools.partial(calib_options, with_model=False)
+@_eval_options
+def sweep(checkpoint, budgets, uniform, out_dir, code, submission, calib_shards, calib_selfgen, calib_seqs,
+          calib_seq_len, as_json, **eval_kw):
+    """Pack CHECKPOINT at each budget and with each uniform method, evaluate every artifact.
+
+    Example: pgc sweep final_model.pt --budgets 4e6,8e6,12e6,16e6 --data-path data/ --tokenizer sp.model
+    """
+    from pgcompress.budget import prepare
+    from pgcompress.budget.sweep import plot_sweep, rows_json, rows_markdown, run_sweep
+    from pgcompress.cli.eval_cmd import _options
+
+    budget_list = parse_budgets(budgets)
+    methods = [m.strip() for m in uniform.split(",") if m.strip()]
+    opts = _options(as_json=as_json, **eval_kw)
+    calib = calib_config(calib_shards, calib_selfgen, calib_seqs, calib_seq_len, eval_kw["model_code"],
+                         eval_kw["device"] or "cpu", solver=True)
+    sd = load_checkpoint(checkpoint)
+    prepared = prepare(sd, calib, submission == "self-contained", progress=not as_json)
+    rows, raw = run_sweep(checkpoint, sd, budget_list, prepared, out_dir, opts, tuple(methods), code, submission,
+                          progress=not as_json)
+    if not rows:
+        raise PgcError("nothing was packed")
+    atomic_write(out_dir / "sweep.json", rows_json(rows, raw).encode())
+    md = [f"# pgc sweep of {checkpoint.name}", "", f"raw val_bpb {raw.val_bpb:.8f}; distortion: {prepared.calibration}",
+          ""] + rows_markdown(rows)
+    atomic_write(out_dir / "sweep.md", ("\n".join(md) + "\n").encode())
+    plot_sweep(rows, out_dir / "sweep.png", checkpoint.name)
+    if as_json:
+        click.echo(json.dumps(json.loads(rows_json(rows, raw))))
+        return
+    for line in md[4:]:
+        click.echo(line)
+    click.echo(f"wrote {out_dir / 'sweep.md'}, {out_dir / 'sweep.json'}, {out_dir / 'sweep.png'}")

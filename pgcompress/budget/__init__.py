@@ -1,0 +1,82 @@
+"""The budget solver: ``pack_to_budget(state_dict, budget)`` -> the least-damage artifact that fits.
+
+    table.py       candidates per tensor (from the method registry), rate and distortion of each
+    rate.py        coded bytes, measured by encoding
+    distortion.py  predicted loss increase from one calibration pass (K-FAC / Fisher), or weight MSE
+    allocate.py    exact multiple-choice knapsack + fill
+    accounting.py  code + decoder + artifact, counted as the submission will be
+    solver.py      allocate -> write -> measure -> tighten
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from pgcompress.budget.accounting import Accounting
+from pgcompress.budget.distortion import Distortion
+from pgcompress.budget.solver import Solution, solve
+from pgcompress.budget.table import CandidateTable, build_table
+from pgcompress.errors import ModelError
+from pgcompress.quant.base import QuantContext
+from pgcompress.quant.calibration import CalibConfig
+
+CHALLENGE_BUDGET = 16_000_000
+DEFAULT_SELFGEN = 32  # sequences the model samples itself when no shards are given
+FISHER_SEQS = 16  # calibration sequences that also get a backward pass (output sensitivities)
+
+
+@dataclass
+class Prepared:
+    table: CandidateTable
+    calibration: str  # what the distortion is computed from, for the report
+    cache: dict  # coded streams, shared by every solve on this table
+    distortion: Distortion  # scores any other configuration on the same scale (sweeps)
+    hessians: dict  # for uniform GPTQ packs compared on the same calibration
+
+
+def prepare(state_dict: dict[str, torch.Tensor], calib: CalibConfig | None = None, submittable: bool = True,
+            progress: bool = False, fisher_seqs: int = FISHER_SEQS,
+            methods: list[str] | None = None) -> Prepared:
+    """Calibrate (unless ``calib`` is None and no model can be run) and build the candidate table.
+
+    calib None: self-generated calibration on the built-in model; a model it cannot build (another
+    architecture, no ``model_code``) falls back to weight-space MSE, and ``calibration`` says so.
+    methods: restrict the candidates to these method names (where a tensor offers any of them).
+    """
+    from pgcompress.quant.calibration import calibrate_stats
+
+    cfg = calib or CalibConfig(selfgen=DEFAULT_SELFGEN)
+    cfg = replace(cfg, progress=progress)
+    try:
+        stats = calibrate_stats(state_dict, cfg, fisher_seqs=fisher_seqs)
+        what = f"K-FAC loss proxy from {stats.source}"
+    except ModelError as exc:
+        if calib is not None and (calib.shards or calib.model_code):
+            raise
+        stats, what = None, f"weight-space MSE (no model could be run: {exc}; pass --model-code train_gpt.py)"
+    ctx = QuantContext(stats.hessians if stats is not None else {})
+    distortion = Distortion(stats)
+    table = build_table(state_dict, ctx, distortion, submittable, methods, progress=progress)
+    return Prepared(table, what, {}, distortion, ctx.hessians)
+
+
+def pack_to_budget(state_dict: dict[str, torch.Tensor], budget: int = CHALLENGE_BUDGET, code=None,
+                   calib: CalibConfig | None = None, submission: str = "self-contained",
+                   progress: bool = False, prepared: Prepared | None = None,
+                   methods: list[str] | None = None) -> Solution:
+    """The best artifact whose counted total (code + decoder + artifact) is below ``budget``."""
+    from pgcompress.pack import check_state_dict
+
+    check_state_dict(state_dict)
+    submittable = submission == "self-contained"
+    accounting = Accounting(code, submission)
+    prepared = prepared or prepare(state_dict, calib, submittable, progress, methods=methods)
+    solution = solve(prepared.table, state_dict, budget, accounting, submittable=submittable,
+                     cache=prepared.cache, progress=progress)
+    solution.calibration = prepared.calibration
+    return solution
+
+
+__all__ = ["pack_to_budget", "prepare", "Prepared", "Solution", "CHALLENGE_BUDGET", "Accounting"]

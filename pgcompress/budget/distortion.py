@@ -1,0 +1,83 @@
+"""Distortion: the predicted loss increase (nats per token) of replacing a tensor W by W_hat.
+
+From one calibration pass (``pgcompress.quant.calib_stats.CalibStats``):
+
+- weight of a linear map y = x W^T (a tied embedding as output head, a bank slice ``name[i]``):
+  the Kronecker-factored second-order term ``0.5 * sum_r a[r] * E[r] (H/N) E[r]^T`` with E = W_hat - W,
+  H = sum x x^T over N tokens (GPTQ's Hessian) and a[r] the mean squared gradient of the loss at
+  output r (Martens & Grosse 2015, K-FAC, with the output factor kept diagonal). Unlike GPTQ's
+  ``tr(E H E^T)`` alone it is comparable across layers, which is what an allocation needs;
+- an embedding's lookup path: ``0.5 * sum F_in * E^2`` (squared output gradients per token row);
+- any other parameter: ``0.5 * sum F * E^2`` with F the diagonal empirical Fisher;
+- no calibration at all (a model that cannot be run): plain ``sum E^2``, and ``kind`` says so.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pgcompress.quant.grid import as_matrix
+
+KFAC = "kfac"
+MSE = "weight-mse"
+
+
+class Distortion:
+    """``model(name, W, W_hat) -> float``; ``kind`` is KFAC (loss-based) or MSE (weight space)."""
+
+    def __init__(self, stats=None):
+        self.stats = stats
+        self.kind = MSE if stats is None else KFAC
+        self._B: dict[str, torch.Tensor] = {}
+        grads = [] if stats is None else [float(g.float().mean()) for g in stats.grad_sq.values() if g.numel()]
+        # Tensors the backward never reached (unused, or outside autograd): weight MSE at the typical
+        # Fisher scale of the model, so they neither win nor lose every allocation for free.
+        self._fallback = sorted(grads)[len(grads) // 2] if grads else 1.0
+
+    def basis(self, name: str) -> str:
+        """How this tensor's distortion is computed (for the report)."""
+        if self.stats is None:
+            return MSE
+        s = self.stats
+        if self._linear_keys(name):
+            return "kfac+emb" if name in s.emb_sens else "kfac"
+        if name in s.emb_sens:
+            return "emb"
+        return "fisher-diag" if name in s.grad_sq else "mse-scaled"
+
+    def _linear_keys(self, name: str) -> list[str]:
+        s = self.stats
+        if name in s.hessians and name in s.out_sens:
+            return [name]
+        keys, i = [], 0
+        while f"{name}[{i}]" in s.hessians and f"{name}[{i}]" in s.out_sens:
+            keys.append(f"{name}[{i}]")
+            i += 1
+        return keys
+
+    def _normalized_h(self, key: str) -> torch.Tensor:
+        if key not in self._B:
+            self._B[key] = (self.stats.hessians[key].float() / max(1, self.stats.tokens.get(key, 1)))
+        return self._B[key]
+
+    def __call__(self, name: str, W: torch.Tensor, W_hat: torch.Tensor) -> float:
+        E = (W_hat.detach().float() - W.detach().float()).cpu()
+        if self.stats is None:
+            return float(E.double().square().sum())
+        s = self.stats
+        total = 0.0
+        keys = self._linear_keys(name)
+        if keys:
+            Em = as_matrix(E)  # [rows, in]; bank slices are consecutive row blocks
+            step = Em.shape[0] // len(keys)
+            for i, key in enumerate(keys):
+                Ei = Em[i * step:(i + 1) * step]
+                per_row = ((Ei @ self._normalized_h(key)) * Ei).sum(dim=1).double()  # [out]
+                total += 0.5 * float((s.out_sens[key].double() * per_row).sum())
+        if name in s.emb_sens:
+            total += 0.5 * float((s.emb_sens[name].double() * E.double().reshape(s.emb_sens[name].shape).square()).sum())
+        if keys or name in s.emb_sens:
+            return total
+        if name in s.grad_sq:
+            return 0.5 * float((s.grad_sq[name].double() * E.double().reshape(s.grad_sq[name].shape).square()).sum())
+        return 0.5 * self._fallback * float(E.double().square().sum())

@@ -1,0 +1,185 @@
+"""The budget solver: the least-damage artifact whose counted total is strictly below the budget.
+
+1. ``build_table``: every tensor's candidates with measured rates and predicted distortions;
+2. ``allocate``: exact multiple-choice knapsack at a capacity = budget - fixed costs;
+3. write the artifact (all allowed codecs, per stream), count code + decoder + artifact exactly;
+4. move the capacity by what the real total missed the budget by, re-allocate, and keep the best
+   artifact that fits (the estimated rates are upper bounds, so the first one usually fits and
+   later rounds spend the measured slack). Same inputs -> same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from pgcompress import format as fmt
+from pgcompress.budget.accounting import Accounting, Counted
+from pgcompress.budget.allocate import allocate
+from pgcompress.budget.rate import header_share
+from pgcompress.budget.table import Candidate, CandidateTable
+from pgcompress.errors import BudgetError
+from pgcompress.pack import assemble
+
+ROUNDS = 10
+# What the preamble and the header's fixed part cost beyond the tensors' shares (measured: ~60 B).
+HEADER_FIXED = 256
+
+
+@dataclass
+class TensorChoice:
+    name: str
+    shape: tuple[int, ...]
+    method: str
+    bits: float  # stored bits per parameter (streams only)
+    bytes: int  # coded stream bytes in the artifact
+    predicted: float  # predicted loss increase (table units)
+    basis: str
+
+
+@dataclass
+class Solution:
+    data: bytes
+    budget: int
+    counted: Counted
+    predicted: float  # total predicted damage
+    distortion_kind: str
+    tensors: list[TensorChoice] = field(default_factory=list)
+    rounds: int = 0  # the round whose artifact this is (0: the uniform guard's)
+    history: list = field(default_factory=list)  # (capacity, counted total) per round
+    calibration: str = ""  # what the distortion was computed from
+
+    @property
+    def model_bytes(self) -> int:
+        return len(self.data)
+
+    @property
+    def code_bytes(self) -> int:
+        return self.counted.code_bytes
+
+    @property
+    def total_bytes(self) -> int:
+        return self.code_bytes + self.model_bytes
+
+    @property
+    def headroom(self) -> int:
+        return self.budget - 1 - self.total_bytes
+
+    @property
+    def methods(self) -> dict[str, str]:
+        return {t.name: t.method for t in self.tensors}
+
+
+def solve(table: CandidateTable, state_dict: dict[str, torch.Tensor], budget: int,
+          accounting: Accounting | None = None, codec: str = "auto", submittable: bool = True,
+          cache: dict | None = None, progress: bool = False) -> Solution:
+    accounting = accounting or Accounting()
+    cache = {} if cache is None else cache
+    guess = accounting.count(_assemble(table, state_dict, [0] * len(table.rows), budget, codec, submittable, cache))
+    capacity = budget - 1 - guess.code_bytes - HEADER_FIXED
+    tolerance = max(64, budget // 10_000)  # stop once the headroom is under 0.01% of the budget
+    best: Solution | None = None
+    seen: dict[tuple, int] = {}  # choice -> its counted total
+    history = []
+    lo = hi = None  # largest capacity known to fit, smallest known to overshoot
+    for _ in range(ROUNDS):
+        choice = allocate(table, capacity)
+        if choice is None:
+            break
+        cands = _candidates(table, choice)
+        key = tuple(c.method for c in cands)
+        if key not in seen:
+            data = _assemble(table, state_dict, cands, budget, codec, submittable, cache)
+            counted = accounting.count(data)
+            seen[key] = counted.code_bytes + len(data)
+            history.append((capacity, seen[key]))
+            if seen[key] < budget:
+                dist = float(sum(c.dist for c in cands))
+                if best is None or dist < best.predicted:
+                    best = _solution(table, cands, data, budget, counted, len(history))
+            _refine(table, cands, data)
+        total = seen[key]
+        step = budget - 1 - total  # move the capacity by what the real total missed the budget by
+        if total < budget:
+            lo = capacity if lo is None else max(lo, capacity)
+            if step < tolerance:
+                break
+        else:
+            hi = capacity if hi is None else min(hi, capacity)
+        nxt = capacity + step
+        if (hi is not None and nxt >= hi) or (lo is not None and nxt <= lo):
+            if lo is None or hi is None:
+                nxt = capacity + (step if step else -1) // 2
+            else:
+                nxt = (lo + hi) // 2
+        if lo is not None and hi is not None and hi - lo <= tolerance // 4:
+            break
+        capacity = nxt
+    best = _uniform_guard(table, state_dict, budget, accounting, codec, submittable, cache, best)
+    if best is not None:
+        best.history = history
+    if best is None:
+        smallest = _assemble(table, state_dict, [0] * len(table.rows), budget, codec, submittable, cache)
+        need = accounting.count(smallest).code_bytes + len(smallest)
+        raise BudgetError(f"no configuration fits a budget of {budget:,} bytes: the smallest this checkpoint "
+                          f"packs to is {need:,} bytes (code + decoder + artifact); raise the budget",
+                          need, budget)
+    return best
+
+
+def _refine(table: CandidateTable, cands: list[Candidate], data: bytes) -> None:
+    """Replace the chosen candidates' estimated rates by the bytes the artifact gave them (streams
+    + header share), so the next allocation sees exact numbers where it spends them."""
+    sizes = {t.name: t.stored_bytes for t in fmt.parse(data).tensors}
+    for row, c in zip(table.rows, cands):
+        if not c.exact:
+            row.measured(c, sizes[row.name] + header_share(row.name, row.shape, c.enc))
+
+
+def uniform_choice(table: CandidateTable, method: str) -> list[Candidate] | None:
+    """Every tensor that offers ``method`` gets it, the others their cheapest candidate (what
+    ``--method`` would give, with the smallest form for the rest); None if no tensor offers it."""
+    per = table.uniform.get(method, {})
+    if not per:
+        return None
+    return [per.get(row.name, row.front[0]) for row in table.rows]
+
+
+def _uniform_guard(table, state_dict, budget, accounting, codec, submittable, cache, best):
+    """The allocation works on estimated rates; a uniform configuration whose real bytes fit and
+    whose distortion is lower than the solution's replaces it, so the solver is never worse than a
+    single method. Only configurations that could fit are written (estimates within 2%)."""
+    for method in table.uniform:
+        cands = uniform_choice(table, method)
+        dist = float(sum(c.dist for c in cands))
+        if best is not None and dist >= best.predicted:
+            continue
+        if sum(c.rate for c in cands) > budget * 1.02:
+            continue
+        data = _assemble(table, state_dict, cands, budget, codec, submittable, cache)
+        counted = accounting.count(data)
+        if counted.code_bytes + len(data) < budget:
+            best = _solution(table, cands, data, budget, counted, 0)
+    return best
+
+
+def _assemble(table, state_dict, choice, budget, codec, submittable, cache) -> bytes:
+    """choice: front indices, or the Candidate objects themselves."""
+    cands = _candidates(table, choice)
+    encoded = [(row.name, state_dict[row.name], c.enc) for row, c in zip(table.rows, cands)]
+    return assemble(f"pgc-solver budget={budget}", encoded, codec, submittable, cache=cache)
+
+
+def _candidates(table, choice) -> list[Candidate]:
+    return [row.front[c] if isinstance(c, int) else c for row, c in zip(table.rows, choice)]
+
+
+def _solution(table, choice, data, budget, counted, rounds) -> Solution:
+    sizes = {t.name: t.stored_bytes for t in fmt.parse(data).tensors}
+    tensors = []
+    cands = _candidates(table, choice)
+    for row, c in zip(table.rows, cands):
+        tensors.append(TensorChoice(row.name, row.shape, c.method, 8 * sizes[row.name] / max(1, row.numel),
+                                    sizes[row.name], c.dist, row.basis))
+    return Solution(data, budget, counted, float(sum(c.dist for c in cands)), table.distortion_kind, tensors, rounds)

@@ -1,0 +1,123 @@
+"""``pgc sweep``: the solver at several budgets and uniform methods on the same calibration, each
+packed, written and scored by the reference eval: the rate-distortion table and its plot."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from pgcompress.atomic import atomic_write
+from pgcompress.budget import Prepared, pack_to_budget
+from pgcompress.budget.accounting import Accounting
+from pgcompress.errors import PgcError
+from pgcompress.quant.base import QuantContext
+from pgcompress.registry import get_method
+
+DEFAULT_UNIFORM = tuple(f"int{b}-gptq" for b in range(4, 9)) + tuple(f"int{b}-rtn" for b in range(4, 9)) + ("int8-ref",)
+
+
+@dataclass
+class SweepRow:
+    kind: str  # "solver" or "uniform"
+    label: str  # budget or method
+    total_bytes: int
+    model_bytes: int
+    headroom: int | None
+    predicted: float
+    val_bpb: float | None = None
+    gap: float | None = None
+    artifact: str = ""
+
+
+def pack_uniform(state_dict, method: str, prepared: Prepared, accounting: Accounting) -> tuple[bytes, int, float]:
+    """(artifact, counted total, predicted damage) of one method for every tensor it applies to."""
+    from pgcompress.pack import pack_report
+
+    needs = get_method(method).needs_hessians
+    if needs and not prepared.hessians:
+        raise PgcError(f"uniform {method} needs calibration, which this sweep does not have")
+    res = pack_report(state_dict, method=method, submittable=accounting.mode == "self-contained",
+                      context=QuantContext(prepared.hessians))
+    from pgcompress import unpack
+
+    restored = unpack(res.data)
+    predicted = sum(prepared.distortion(n, state_dict[n].float(), restored[n].float())
+                    for n in state_dict if state_dict[n].is_floating_point())
+    return res.data, accounting.count(res.data).code_bytes + len(res.data), float(predicted)
+
+
+def run_sweep(checkpoint: Path, state_dict, budgets: list[int], prepared: Prepared, out_dir: Path,
+              eval_opts, uniform: tuple[str, ...] = DEFAULT_UNIFORM, code=None,
+              submission: str = "self-contained", progress: bool = False) -> tuple[list[SweepRow], object]:
+    """Pack at each budget and each uniform method, evaluate all (and the raw checkpoint) on the same
+    tokens. Returns the rows and the raw checkpoint's eval result."""
+    from pgcompress.eval.runner import run
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    accounting = Accounting(code, submission)
+    rows: list[SweepRow] = []
+    for b in sorted(budgets):
+        sol = pack_to_budget(state_dict, b, code, submission=submission, prepared=prepared, progress=progress)
+        path = out_dir / f"budget_{b}.pgc"
+        atomic_write(path, sol.data)
+        rows.append(SweepRow("solver", str(b), sol.total_bytes, sol.model_bytes, sol.headroom, sol.predicted,
+                             artifact=str(path)))
+    for m in uniform:
+        if get_method(m).needs_hessians and not prepared.hessians:
+            continue
+        data, total, predicted = pack_uniform(state_dict, m, prepared, accounting)
+        path = out_dir / f"uniform_{m}.pgc"
+        atomic_write(path, data)
+        rows.append(SweepRow("uniform", m, total, len(data), None, predicted, artifact=str(path)))
+    results = run([checkpoint] + [Path(r.artifact) for r in rows], replace(eval_opts, label=None))
+    raw = results[0]
+    for r, res in zip(rows, results[1:]):
+        r.val_bpb, r.gap = res.val_bpb, res.val_bpb - raw.val_bpb
+    return rows, raw
+
+
+def rows_json(rows: list[SweepRow], raw) -> str:
+    return json.dumps({"raw_val_bpb": raw.val_bpb, "rows": [asdict(r) for r in rows]}, indent=1, sort_keys=True) + "\n"
+
+
+def rows_markdown(rows: list[SweepRow]) -> list[str]:
+    lines = ["| kind | budget / method | total bytes | headroom | val_bpb | gap | predicted damage |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        head = "" if r.headroom is None else f"{r.headroom:,}"
+        label = f"{int(r.label):,}" if r.kind == "solver" else r.label
+        lines.append(f"| {r.kind} | {label} | {r.total_bytes:,} | {head} | {r.val_bpb:.8f} | {r.gap:+.6f} | "
+                     f"{r.predicted:.4e} |")
+    return lines
+
+
+def plot_sweep(rows: list[SweepRow], path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sol = [r for r in rows if r.kind == "solver"]
+    ax.plot([r.total_bytes / 1e6 for r in sol], [max(r.gap, 1e-6) for r in sol], "o-", label="pgc solver", lw=2)
+    for family, marker in (("gptq", "s"), ("rtn", "^")):
+        pts = [r for r in rows if r.kind == "uniform" and r.label.endswith(family)]
+        if pts:
+            ax.plot([r.total_bytes / 1e6 for r in pts], [max(r.gap, 1e-6) for r in pts], marker + "--",
+                    label=f"uniform int4..8 {family}")
+    ref = [r for r in rows if r.label == "int8-ref"]
+    if ref:
+        ax.plot([ref[0].total_bytes / 1e6], [max(ref[0].gap, 1e-6)], "k*", ms=12, label="int8-ref")
+    ax.set_yscale("log")
+    ax.set_xlabel("counted total (code + decoder + artifact), MB")
+    ax.set_ylabel("val_bpb gap vs raw checkpoint")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=140)
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())

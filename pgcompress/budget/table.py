@@ -1,0 +1,127 @@
+"""The candidate table: for every tensor, each registered candidate method's stored form, its
+rate (coded bytes, ``rate.py``) and its distortion (predicted loss increase, ``distortion.py``).
+
+Built once per checkpoint + calibration; allocations at any number of budgets reuse it
+(``pgc sweep``). Candidates no better in distortion than a cheaper one are dropped, so each
+tensor keeps its rate-distortion front, sorted by rate.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import torch
+
+from pgcompress.budget.distortion import Distortion
+from pgcompress.budget.rate import RateMeter
+from pgcompress.errors import MethodError
+from pgcompress.progress import progress_bar
+from pgcompress.quant.base import Encoded, QuantContext, TensorKind
+from pgcompress.registry import candidate_methods, get_method
+
+
+@dataclass
+class Candidate:
+    method: str  # the method asked for (what a user would write in --method)
+    rate: int  # bytes: streams coded (upper bound, until measured in an artifact) + header share
+    dist: float
+    enc: Encoded = field(repr=False)
+    exact: bool = False  # rate measured in a written artifact
+
+
+@dataclass
+class TensorRow:
+    name: str
+    shape: tuple[int, ...]
+    numel: int
+    basis: str  # how its distortion is computed
+    front: list[Candidate]  # rate-distortion front, rate ascending, distortion descending
+    tried: int  # candidates evaluated before pruning
+    all: list[Candidate] = field(default_factory=list, repr=False)  # every candidate evaluated
+
+    def measured(self, cand: Candidate, rate: int) -> None:
+        """The artifact measured ``cand``'s real bytes: use them and recompute the front."""
+        cand.rate = rate
+        cand.exact = True
+        self.front = pareto(self.all or self.front)
+
+    def by_method(self, method: str) -> Candidate | None:
+        return next((c for c in self.front if c.method == method), None)
+
+
+@dataclass
+class CandidateTable:
+    rows: list[TensorRow]
+    distortion_kind: str
+    uniform: dict[str, dict[str, Candidate]]  # method -> tensor -> candidate (before pruning), for comparisons
+
+    @property
+    def min_rate(self) -> int:
+        return sum(r.front[0].rate for r in self.rows)
+
+    @property
+    def max_rate(self) -> int:
+        return sum(r.front[-1].rate for r in self.rows)
+
+
+def tensor_kind(name: str, t: torch.Tensor, ctx: QuantContext) -> TensorKind:
+    has_h = name in ctx.hessians or f"{name}[0]" in ctx.hessians
+    return TensorKind(name, tuple(t.shape), t.dtype, has_h)
+
+
+def build_table(state_dict: dict[str, torch.Tensor], ctx: QuantContext, distortion: Distortion,
+                submittable: bool = True, methods: list[str] | None = None,
+                progress: bool = False) -> CandidateTable:
+    """Evaluate every tensor's candidates. ``methods`` restricts them to these names where a tensor
+    offers any of them. Every method's candidates are also kept by method, pruned or not, for the
+    uniform-configuration guard and for comparisons."""
+    meter = RateMeter(submittable)
+    ctx = QuantContext(ctx.hessians, memo={} if ctx.memo is None else ctx.memo)
+    rows, uniform = [], {}
+    for name in progress_bar(list(state_dict), "candidates", enabled=progress):
+        t = state_dict[name]
+        kind = tensor_kind(name, t, ctx)
+        names = candidate_methods(kind)
+        if methods is not None:
+            names = [m for m in names if m in methods] or names
+        cands = _evaluate(name, t, names, ctx, meter, distortion)
+        for c in cands:
+            uniform.setdefault(c.method, {})[name] = c
+        rows.append(TensorRow(name, tuple(t.shape), t.numel(), distortion.basis(name), pareto(cands), len(cands),
+                              cands))
+        ctx.memo.clear()  # codes are reused within a tensor only
+    return CandidateTable(rows, distortion.kind, uniform)
+
+
+def _evaluate(name, t, names, ctx, meter, distortion) -> list[Candidate]:
+    W = t.detach().float()
+    encs = []
+    for m in names:
+        try:
+            enc = get_method(m).quantize(name, t, ctx)
+        except MethodError:
+            continue  # e.g. a group size that does not divide this tensor's columns
+        encs.append((m, enc))
+    if not encs:
+        raise MethodError(f"tensor {name!r}: no candidate method applies to a {tuple(t.shape)} {t.dtype} tensor")
+
+    def score(item):
+        m, enc = item
+        W_hat = get_method(enc.method).dequantize(enc, tuple(t.shape), t.dtype)
+        d = distortion(name, W, W_hat.float()) if t.is_floating_point() else 0.0
+        return Candidate(m, meter.encoded_bytes(name, t.shape, enc), d, enc)
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(score, encs))
+
+
+def pareto(cands: list[Candidate]) -> list[Candidate]:
+    """Candidates not dominated (another with rate <= and distortion <, or equal both and earlier)."""
+    order = sorted(range(len(cands)), key=lambda i: (cands[i].rate, cands[i].dist, i))
+    front, best = [], float("inf")
+    for i in order:
+        if cands[i].dist < best:
+            front.append(cands[i])
+            best = cands[i].dist
+    return front

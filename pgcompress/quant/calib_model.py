@@ -1,0 +1,75 @@
+"""The model calibration runs, and the two things calibration asks of it.
+
+- ``calibration_model``: the built-in reference GPT for a state dict, or the user's model from
+  ``--model-code train_gpt.py``; either way in fp32 (statistics want full precision), eval mode.
+- ``batch_loss``: the SUM of per-token cross-entropies of a batch (so per-token gradients carry no
+  1/N). The reference GPT gives logits (``forward_logits``); any other model keeps Parameter
+  Golf's contract ``model(input_ids, target_ids) -> mean loss``, scaled by the number of targets.
+- ``next_token_logits``: logits at the last position, for sampling calibration sequences. Models
+  without ``forward_logits`` are run through their loss and the logits caught on their way into
+  ``F.cross_entropy``.
+
+Calls into a user's model run under ``user_code_errors``, so its exceptions name its file and line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from pgcompress.errors import ModelError
+from pgcompress.eval.user_model import user_code_errors
+
+
+def calibration_model(state_dict: dict[str, torch.Tensor], device: str = "cpu",
+                      model_code: str | Path | None = None) -> nn.Module:
+    """The reference GPT (or, with ``model_code``, the user's model) for this state dict, fp32, eval."""
+    if model_code is None:
+        from pgcompress.eval.model import build_model
+
+        model = build_model(state_dict)
+    else:
+        from pgcompress.eval.user_model import build_user_model
+
+        model, _ = build_user_model(Path(model_code), state_dict, "state dict")
+    return model.float().to(device).eval()
+
+
+def batch_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """inputs, targets [B, T] int64 -> summed cross-entropy over the B*T targets (0-d, fp32)."""
+    with user_code_errors("the model's forward"):
+        if hasattr(model, "forward_logits"):
+            logits = model.forward_logits(inputs)
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="sum")
+        return model(inputs, targets).float() * targets.numel()
+
+
+class _CatchCrossEntropy(TorchFunctionMode):
+    """Keeps the first argument of the first F.cross_entropy call (the model's logits)."""
+
+    def __init__(self):
+        super().__init__()
+        self.logits: torch.Tensor | None = None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is F.cross_entropy and self.logits is None:
+            self.logits = args[0]
+        return func(*args, **(kwargs or {}))
+
+
+def next_token_logits(model: nn.Module, toks: torch.Tensor) -> torch.Tensor:
+    """toks [B, T] int64 -> logits [B, V] for the token after position T-1."""
+    B, T = toks.shape
+    with user_code_errors("the model's forward"):
+        if hasattr(model, "forward_logits"):
+            return model.forward_logits(toks).reshape(B, T, -1)[:, -1]
+        with _CatchCrossEntropy() as catch:
+            model(toks, torch.zeros_like(toks))
+    if catch.logits is None or catch.logits.numel() % (B * T):
+        raise ModelError("the model computes no F.cross_entropy over its logits, so it cannot sample calibration "
+                         "sequences; use --calib-shards instead")
+    return catch.logits.reshape(B, T, -1)[:, -1]

@@ -1,0 +1,139 @@
+"""The budget solver: never over the budget, never worse than a uniform method, deterministic,
+exact in its knapsack, and honest about what its distortion is computed from."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pgcompress
+from pgcompress.budget import pack_to_budget, prepare
+from pgcompress.budget.accounting import Accounting
+from pgcompress.budget.allocate import allocate
+from pgcompress.budget.solver import uniform_choice
+from pgcompress.budget.table import Candidate, CandidateTable, TensorRow, pareto
+from pgcompress.errors import BudgetError
+
+# methods enough to span 2..16 bits without GPTQ (which needs a model): keeps each example fast
+FAST = ["int2-rtn", "int3-rtn", "int4-rtn", "int5-sdclip-kauto", "int6-rtn", "int8-rtn", "int8-ref",
+        "fp16", "bf16", "raw"]
+
+
+@st.composite
+def state_dicts(draw):
+    """Random non-reference state dicts (so no model runs: weight-space distortion)."""
+    n = draw(st.integers(1, 4))
+    sd, g = {}, torch.Generator().manual_seed(draw(st.integers(0, 10_000)))
+    for i in range(n):
+        kind = draw(st.sampled_from(["matrix", "matrix", "vector", "int", "bank"]))
+        if kind == "matrix":
+            shape = (draw(st.integers(8, 96)), draw(st.integers(48, 160)))
+        elif kind == "bank":
+            shape = (draw(st.integers(2, 3)), draw(st.integers(8, 32)), draw(st.integers(48, 96)))
+        else:
+            shape = (draw(st.integers(1, 300)),)
+        if kind == "int":
+            sd[f"t{i}.ids"] = torch.randint(0, 50, shape, generator=g)
+        else:
+            dtype = draw(st.sampled_from([torch.float32, torch.bfloat16]))
+            sd[f"t{i}.w"] = (torch.randn(shape, generator=g) * draw(st.floats(0.01, 1.0))).to(dtype)
+    return sd
+
+
+def _prepared(sd):
+    return prepare(sd, methods=FAST)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sd=state_dicts(), frac=st.floats(0.0, 1.2), code_len=st.integers(0, 3000))
+def test_fits_beats_uniform_and_is_deterministic(sd, frac, code_len):
+    prep = _prepared(sd)
+    assert "weight-space MSE" in prep.calibration  # not the reference model: the output says so
+    code = "x = 1\n" * (code_len // 6)
+    acc = Accounting(code)
+    lo = prep.table.min_rate + acc.code_bytes + 3000
+    hi = prep.table.max_rate + acc.code_bytes + 20000
+    budget = int(lo + frac * (hi - lo))
+    try:
+        sol = pack_to_budget(sd, budget, code, prepared=prep)
+    except BudgetError as exc:
+        # only when even the smallest configuration does not fit, and then it says by how much
+        smallest = _uniform_total(prep, sd, code, [row.front[0] for row in prep.table.rows], budget)
+        assert smallest >= budget and exc.total_bytes >= budget
+        return
+    real = len(sol.data) + Accounting(code).count(sol.data).code_bytes
+    assert real == sol.total_bytes and real < budget
+    restored = pgcompress.unpack(sol.data)
+    assert set(restored) == set(sd) and all(restored[k].shape == sd[k].shape for k in sd)
+    # never worse than any single method that fits (each tensor offering it takes it)
+    for method in prep.table.uniform:
+        cands = uniform_choice(prep.table, method)
+        if _uniform_total(prep, sd, code, cands, budget) < budget:
+            assert sol.predicted <= sum(c.dist for c in cands) * (1 + 1e-9) + 1e-12, method
+    again = pack_to_budget(sd, budget, code, prepared=_prepared(sd))
+    assert again.data == sol.data
+
+
+def _uniform_total(prep, sd, code, cands, budget) -> int:
+    from pgcompress.pack import assemble
+
+    data = assemble(f"pgc-solver budget={budget}", [(r.name, sd[r.name], c.enc) for r, c in zip(prep.table.rows, cands)], submittable=True)
+    return len(data) + Accounting(code).count(data).code_bytes
+
+
+def _table(rows: list[list[tuple[int, float]]]) -> CandidateTable:
+    out = []
+    for i, cands in enumerate(rows):
+        cs = [Candidate(f"m{j}", r, d, None) for j, (r, d) in enumerate(cands)]
+        out.append(TensorRow(f"t{i}", (1,), 1, "mse", pareto(cs), len(cs)))
+    return CandidateTable(out, "mse", {})
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.lists(st.tuples(st.integers(1, 400), st.floats(0, 100)), min_size=1, max_size=4),
+                     min_size=1, max_size=5),
+       cap=st.integers(0, 1500))
+def test_allocation_is_the_exact_knapsack_optimum(rows, cap):
+    """Against brute force over every combination (independent of the DP)."""
+    table = _table(rows)
+    best = None
+    for combo in itertools.product(*[range(len(r)) for r in rows]):
+        rate = sum(rows[i][j][0] for i, j in enumerate(combo))
+        dist = sum(rows[i][j][1] for i, j in enumerate(combo))
+        if rate <= cap and (best is None or dist < best):
+            best = dist
+    choice = allocate(table, cap)
+    if best is None:
+        assert choice is None
+        return
+    got_rate = sum(r.front[j].rate for r, j in zip(table.rows, choice))
+    got = sum(r.front[j].dist for r, j in zip(table.rows, choice))
+    assert got_rate <= cap
+    assert got == pytest.approx(best, rel=1e-9, abs=1e-9)
+
+
+def test_large_capacities_round_without_exceeding():
+    """Past 2^18 states the DP works in units of bytes; rounding must never push a choice over."""
+    g = np.random.default_rng(0)
+    rows = [[(int(r), float(d)) for r, d in zip(np.sort(g.integers(10_000, 400_000, 5)), np.sort(g.random(5))[::-1])]
+            for _ in range(40)]
+    table = _table(rows)
+    cap = sum(r[2][0] for r in rows) + 12_345
+    choice = allocate(table, cap)
+    used = sum(r.front[j].rate for r, j in zip(table.rows, choice))
+    assert used <= cap
+    assert cap - used < 0.001 * cap or all(j == len(r.front) - 1 for r, j in zip(table.rows, choice))
+
+
+def test_budget_below_minimum_names_the_smallest_total():
+    sd = {"w": torch.randn(64, 128), "b": torch.randn(64)}
+    prep = _prepared(sd)
+    with pytest.raises(BudgetError) as info:
+        pack_to_budget(sd, 500, prepared=prep)
+    smallest = _uniform_total(prep, sd, None, [row.front[0] for row in prep.table.rows], 500)
+    assert f"{smallest:,}" in str(info.value) and info.value.total_bytes == smallest
