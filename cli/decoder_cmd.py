@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pgcompress.atomic import atomic_write
+from pgcompress.atomic import atomic_write, check_target
 from pgcompress.submission.decoder import build_decoder
 
 
@@ -16,6 +16,7 @@ from pgcompress.submission.decoder import build_decoder
               help="Where to write the decoder module (e.g. decode_artifact.py).")
 def decoder(artifact, output):
     """Write a module defining decode(data) -> state dict for ARTIFACT (torch, numpy, brotli only)."""
-    src = build_decoder(artifact.read_bytes())
+    check_target(output)
+    src = build_decoder(artifact.read_bytes(), str(artifact))
     atomic_write(output, src.encode("utf-8"))
     click.echo(f"decoder:{output} bytes:{len(src.encode('utf-8'))}")

@@ -25,10 +25,10 @@ def cli(debug: bool) -> None:
 
 def _commands():
     from pgcompress.cli import demo_cmd, eval_cmd, inspect_cmd, methods_cmd, pack_cmd, unpack_cmd
-    from pgcompress.cli import decoder_cmd, wrap_cmd
+    from pgcompress.cli import decoder_cmd, sweep_cmd, wrap_cmd
 
     return [pack_cmd.pack, inspect_cmd.inspect, unpack_cmd.unpack, methods_cmd.methods, eval_cmd.eval_, eval_cmd.compare, demo_cmd.demo,
-            decoder_cmd.decoder, wrap_cmd.wrap]
+            decoder_cmd.decoder, wrap_cmd.wrap, sweep_cmd.sweep]
 
 
 COMMANDS = _commands()
@@ -43,16 +43,16 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="pgc", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
+    except click.ClickException as exc:  # usage errors too: one line, the hint to -h included
+        hint = f" (see 'pgc {exc.ctx.info_name} -h')" if getattr(exc, "ctx", None) is not None else ""
+        _fail(debug, f"pgc: error: {exc.format_message()}{hint}", 2)
     except click.exceptions.Abort:
         click.echo("pgc: aborted", err=True)
         sys.exit(130)
     except PgcError as exc:
         _fail(debug, f"pgc: error: {exc}", 2)
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        _fail(debug, f"pgc: error: {exc.filename}: {exc.strerror}", 2)
+    except OSError as exc:  # missing, unreadable, full disk, I/O error: the user's environment, not a bug
+        _fail(debug, f"pgc: error: {exc.filename or 'file'}: {exc.strerror or exc}", 2)
     except KeyboardInterrupt:
         click.echo("pgc: interrupted", err=True)
         sys.exit(130)

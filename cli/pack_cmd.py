@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pgcompress.atomic import atomic_write
+from pgcompress.atomic import atomic_write, check_target
 from pgcompress.budget import CHALLENGE_BUDGET, DEFAULT_SELFGEN
 from pgcompress.budget.accounting import MODES, Accounting
 from pgcompress.checkpoint import load_checkpoint
@@ -92,6 +92,10 @@ def pack(checkpoint, output, budget, code, submission, method, codec, submittabl
     """
     spec = MethodSpec.parse(method) if method else None  # cheap checks before the slow load
     output = output or default_output(checkpoint)
+    check_target(output)  # fail now, not after calibration
+    for extra in (report_path, plot_path):
+        if extra is not None:
+            check_target(extra)
     if submittable:
         submission = "self-contained"
     calib = calib_config(calib_shards, calib_selfgen, calib_seqs, calib_seq_len, model_code, device,

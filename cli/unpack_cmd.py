@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import torch
 
-from pgcompress.atomic import atomic_write
+from pgcompress.atomic import atomic_write, check_target
 from pgcompress.errors import PgcError
 from pgcompress.unpack import unpack as unpack_artifact
 
@@ -21,6 +21,7 @@ def unpack(artifact, output):
     """Write ARTIFACT's dequantized state dict."""
     if output.suffix not in (".safetensors", ".pt", ".pth"):
         raise PgcError(f"{output}: unknown output type {output.suffix!r}; use .safetensors or .pt")
+    check_target(output)
     sd = unpack_artifact(artifact.read_bytes(), str(artifact))
     if output.suffix == ".safetensors":
         from safetensors.torch import save

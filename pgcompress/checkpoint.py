@@ -10,6 +10,7 @@ int8 dict), which is dequantized exactly as the reference does. Prefixes added b
 from __future__ import annotations
 
 import io
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -20,20 +21,53 @@ from pgcompress.errors import CheckpointError
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 STRIPPED_PREFIXES = ("module.", "_orig_mod.")
 REFERENCE_INT8_FORMAT = "int8_clean_per_row_v1"
+# What an artifact can hold (docs/FORMAT.md): refused here rather than after a long pack
+MAX_NDIM = 8
+MAX_TOTAL_ELEMENTS = 1 << 31
+# Leading bytes of files people mistake for checkpoints -> what to call them
+_FOREIGN_MAGIC = [(b"\xfd7zXZ\x00", "an xz/lzma archive"), (b"\x5d\x00\x00", "an lzma (.lzma) archive"),
+                  (b"\x1f\x8b", "a gzip archive"), (b"BZh", "a bzip2 archive"), (b"\x28\xb5\x2f\xfd", "a zstd archive"),
+                  (b"PGCA", "a pgcompress artifact (pgc unpack turns it into a checkpoint)"),
+                  (b"\x89HDF", "an HDF5 file"), (b"\x93NUMPY", "a numpy .npy file")]
 
 
 def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a state dict from ``path`` (see module docstring for the accepted forms)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({exc.strerror})") from None
+    if not data:
+        raise CheckpointError(f"{path}: the file is empty, not a checkpoint")
     if path.suffix == ".safetensors" or _looks_like_safetensors(data):
-        return _load_safetensors(path, data)
-    if _looks_like_zlib(data):
-        return _load_reference_ptz(path, data)
-    obj = _torch_load(path, data)
-    return state_dict_from_object(obj, str(path))
+        sd = _load_safetensors(path, data)
+    elif _looks_like_zlib(data):
+        sd = _load_reference_ptz(path, data)
+    else:
+        sd = state_dict_from_object(_torch_load(path, data), str(path))
+    check_storable(sd, str(path))
+    return sd
+
+
+def check_storable(sd: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse what an artifact cannot hold or should not: NaN/Inf weights, > 8 dims, > 2^31 values."""
+    bad = [k for k, v in sd.items() if v.is_floating_point() and v.numel() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise CheckpointError(f"{source}: tensors hold NaN or Inf values: {', '.join(bad[:5])}{more}; "
+                              "a model with non-finite weights cannot be scored (fix or retrain it)")
+    deep = [k for k, v in sd.items() if v.ndim > MAX_NDIM]
+    if deep:
+        raise CheckpointError(f"{source}: tensor {deep[0]!r} has {sd[deep[0]].ndim} dimensions; an artifact holds "
+                              f"at most {MAX_NDIM}")
+    total = sum(v.numel() for v in sd.values())
+    if total > MAX_TOTAL_ELEMENTS:
+        raise CheckpointError(f"{source}: {total:,} values in all; an artifact holds at most {MAX_TOTAL_ELEMENTS:,}")
 
 
 def state_dict_from_object(obj, source: str) -> dict[str, torch.Tensor]:
@@ -66,7 +100,35 @@ def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return sd
 
 
-def _torch_load(path: Path, data: bytes):
+def describe_bytes(data: bytes, inner: bool = False) -> str | None:
+    """What a file that is not a torch checkpoint looks like, or None if it may be one (a zip
+    holding data.pkl, or a pickle)."""
+    for magic, what in _FOREIGN_MAGIC:
+        if data.startswith(magic):
+            return what
+    if data[:4] == b"PK\x03\x04":
+        try:
+            names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        except (zipfile.BadZipFile, ValueError, OSError):
+            return "a damaged or truncated zip archive (torch.save files are zip archives: truncated?)"
+        return None if any(n.endswith("data.pkl") for n in names) else "a zip archive without a torch checkpoint in it"
+    if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return None  # a pickle: torch's legacy format, or a pickle of something else
+    if _looks_like_zlib(data) and not inner:
+        return "zlib data that does not hold a torch checkpoint"
+    head = data[:512]
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return f"unrecognised binary data (starting {data[:8].hex(' ')}), e.g. random bytes"
+
+
+def _torch_load(path: Path, data: bytes, inner: bool = False):
+    what = describe_bytes(data, inner)
+    if what is not None:
+        raise CheckpointError(f"{path}: not a checkpoint: it looks like {what}; pass a torch.save'd state dict, "
+                              ".safetensors or .ptz file")
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for foreign files
@@ -101,11 +163,18 @@ def _load_safetensors(path: Path, data: bytes) -> dict[str, torch.Tensor]:
 
 
 def _load_reference_ptz(path: Path, data: bytes) -> dict[str, torch.Tensor]:
+    d = zlib.decompressobj()
     try:
-        raw = zlib.decompress(data)
+        raw = d.decompress(data, 1 << 34)
     except zlib.error:
-        return state_dict_from_object(_torch_load(path, data), str(path))
-    return state_dict_from_object(_torch_load(path, raw), str(path))
+        raise CheckpointError(f"{path}: not a checkpoint: it looks like zlib data, but it does not decompress "
+                              "(truncated or corrupt .ptz?)") from None
+    if not d.eof:
+        raise CheckpointError(f"{path}: truncated zlib data (a .ptz export cut short?)")
+    what = describe_bytes(raw, inner=True)
+    if what is not None:
+        raise CheckpointError(f"{path}: not a checkpoint: it looks like zlib-compressed data holding {what}")
+    return state_dict_from_object(_torch_load(path, raw, inner=True), str(path))
 
 
 def dequantize_reference_int8(obj: dict, source: str) -> dict[str, torch.Tensor]:

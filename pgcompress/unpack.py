@@ -1,42 +1,47 @@
-"""``unpack``: artifact bytes -> the dequantized state dict (and read-only views of the header)."""
+"""``unpack``: artifact bytes -> the dequantized state dict (and read-only views of the header).
+
+The walk is ``format.decode_artifact``, the same code the submission decoder carries; here it
+runs with the registry's codecs and the methods' validating ``dequantize``.
+"""
 
 from __future__ import annotations
 
 import torch
 
 from pgcompress import format as fmt
-from pgcompress.errors import FormatError, MethodError
+from pgcompress.errors import MethodError
 from pgcompress.quant.base import Encoded
 from pgcompress.registry import get_method
-from pgcompress.tensors import torch_dtype
+
+
+class _RegistryMethods:
+    """The registry seen as the walk's method table: name -> fn(method, params, streams, shape, dtype)."""
+
+    def get(self, name):
+        try:
+            method = get_method(name)
+        except MethodError:
+            return None
+        return lambda m, params, streams, shape, dtype: method.dequantize(Encoded(m, params, streams), shape, dtype)
+
+
+REGISTRY_METHODS = _RegistryMethods()
 
 
 def unpack(data: bytes, source: str = "artifact") -> dict[str, torch.Tensor]:
-    """Decode every stream, verify its checksum, and dequantize every tensor, in header order."""
-    container = fmt.parse(data, source)
-    out: dict[str, torch.Tensor] = {}
-    for rec in container.tensors:
-        out[rec.name] = decode_tensor(data, rec, source)
-    return out
+    """Decode every stream, verify its checksum, and dequantize every tensor, in header order.
+
+    Any problem with the bytes raises FormatError naming ``source``, the tensor and the stream."""
+    return fmt.decode_artifact(data, source, fmt.REGISTRY_CODECS, REGISTRY_METHODS)
 
 
 def decode_tensor(data: bytes, rec: fmt.TensorRecord, source: str = "artifact") -> torch.Tensor:
-    streams = {s.role: fmt.decode_stream(data, s, rec.name, source) for s in rec.streams}
-    try:
-        method = get_method(rec.method)
-    except MethodError:
-        raise FormatError(f"{source}: tensor {rec.name!r} uses method {rec.method!r}, which this "
-                          "pgcompress does not know; upgrade pgcompress") from None
-    dtype = torch_dtype(rec.dtype)
-    try:
-        t = method.dequantize(Encoded(rec.method, rec.params, streams), rec.shape, dtype)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise FormatError(f"{source}: tensor {rec.name!r}: bad {rec.method} parameters ({exc})") from None
-    except FormatError as exc:
-        raise FormatError(f"{source}: tensor {rec.name!r}: {exc}") from None
-    if tuple(t.shape) != rec.shape:
-        raise FormatError(f"{source}: tensor {rec.name!r} decoded to shape {tuple(t.shape)}, header says {rec.shape}")
-    return t.contiguous()
+    """One tensor of a parsed artifact (``fmt.parse(data).tensors``)."""
+    where = f"{source}: tensor {rec.name!r}"
+    view = memoryview(data)
+    arrays = {s.role: fmt.decode_stream_entry(view, s.entry, s.offset, fmt.REGISTRY_CODECS, where) for s in rec.streams}
+    entry = {"name": rec.name, "shape": list(rec.shape), "dtype": rec.dtype, "method": rec.method, "params": rec.params}
+    return fmt.dequantize_entry(entry, arrays, REGISTRY_METHODS, where)
 
 
 def read_header(data: bytes, source: str = "artifact") -> dict:

@@ -81,8 +81,8 @@ def test_pickle_with_code_is_refused_and_not_run(tmp_path):
 
 
 @pytest.mark.parametrize("content,match", [
-    (b"", "not a torch checkpoint"),
-    (b"hello world, not a checkpoint", "not a torch checkpoint"),
+    (b"", "the file is empty, not a checkpoint"),
+    (b"hello world, not a checkpoint", "not a checkpoint: it looks like a text file"),
 ])
 def test_foreign_files(tmp_path, content, match):
     p = tmp_path / "x.pt"

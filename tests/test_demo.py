@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import zlib
 from pathlib import Path
 
@@ -61,11 +60,10 @@ def test_demo_end_to_end_and_cached(tmp_path, capsys):
     obj = torch.load(io.BytesIO(zlib.decompress(ptz.read_bytes())), weights_only=True)
     assert obj["__quant_format__"] == "int8_clean_per_row_v1"
 
-    t0 = time.perf_counter()
+    # the cached rerun's speed is measured by bench/demo_cache.py, not asserted on a shared machine
     second = run_demo_cli(capsys, cache)
     assert second["cached"] == {"data": True, "model": True}
     assert [r["val_bpb"] for r in second["results"]] == [r["val_bpb"] for r in first["results"]]
-    assert time.perf_counter() - t0 < 30
 
 
 def test_split_document():

@@ -81,13 +81,24 @@ def test_sliding_with_full_stride_equals_standard():
     assert abs(sw.val_loss - std.val_loss) < 1e-5
 
 
-def test_sliding_gives_more_context():
-    # A model that can only use context: with more context per scored token the loss must change,
-    # proving the sliding path scores different (later-in-window) positions.
+def test_sliding_scores_each_target_with_its_own_window():
+    # Independent reference: target j (token j+1) is scored in the window that starts at 0 for
+    # j < L, else at min((b + 1) * S, N - L) with b = (j - L) // S: at least L - S tokens of context.
     model, tables = tiny_model(), plain_tables(50)
     torch.manual_seed(3)
+    L, S = 32, 8
     tokens = torch.randint(0, 50, (8 * 32 + 1,)).to(torch.uint16)
-    std = evaluate(model, tokens, tables, LoopConfig(seq_len=32, batch_tokens=8 * 8 * 32), CPU)
-    sw = evaluate(model, tokens, tables, LoopConfig(seq_len=32, batch_tokens=8 * 8 * 32, stride=8), CPU)
-    assert sw.token_count == std.token_count
-    assert sw.val_loss != std.val_loss
+    n = tokens.numel() - 1
+    std = evaluate(model, tokens, tables, LoopConfig(seq_len=L, batch_tokens=8 * 8 * L), CPU)
+    sw = evaluate(model, tokens, tables, LoopConfig(seq_len=L, batch_tokens=8 * 8 * L, stride=S), CPU)
+    assert sw.token_count == std.token_count == n
+    ids = tokens.to(torch.int64)
+    nll = []
+    with torch.no_grad():
+        for j in range(n):
+            s = 0 if j < L else min(((j - L) // S + 1) * S, n - L)
+            logits = model.forward_logits(ids[s:s + L][None]).float()  # [L, V]
+            nll.append(-torch.log_softmax(logits[j - s], dim=-1)[ids[j + 1]].double())
+    want = float(torch.stack(nll).mean())
+    assert abs(sw.val_loss - want) < 1e-4
+    assert abs(std.val_loss - want) > 1e-3  # the standard eval scores with less context: a real difference

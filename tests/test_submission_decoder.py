@@ -13,10 +13,22 @@ from conftest import reference_like_state_dict
 from pgcompress import format as fmt
 from pgcompress.coding.base import stream_info_for
 from pgcompress.errors import PgcError
+from pgcompress.quant.base import QuantContext
 from pgcompress.registry import get_codec
 from pgcompress.submission import isolated
 from pgcompress.submission.decoder import build_decoder
 
+
+
+def random_hessians(sd: dict) -> QuantContext:
+    """A Hessian X^T X from random activations for every matrix (GPTQ needs calibration)."""
+    g = torch.Generator().manual_seed(0)
+    hs = {}
+    for name, w in sd.items():
+        if w.ndim == 2:
+            x = torch.randn(4 * w.shape[1], w.shape[1], generator=g)
+            hs[name] = x.T @ x
+    return QuantContext(hessians=hs)
 
 
 def run_isolated(tmp_path, src: str, data: bytes) -> dict:
@@ -87,5 +99,31 @@ def test_generated_decoder_rejects_a_corrupt_artifact():
                                     "int6-rtn,tok_emb.weight=int8-ref,blocks.0.*=fp16"])
 def test_generated_decoder_handles_grid_methods(tmp_path, method):
     sd = reference_like_state_dict(seed=2, dim=128, layers=2, vocab=600)
-    data = pgcompress.pack(sd, method=method, submittable=True)
+    data = pgcompress.pack(sd, method=method, submittable=True, context=random_hessians(sd))
     assert_same_state(run_isolated(tmp_path, build_decoder(data), data), pgcompress.unpack(data))
+
+
+def test_every_submittable_codec_is_in_the_decoder_table():
+    """One table: the decoder's codecs come from the registry, so none can be missing from it."""
+    from pgcompress.registry import codec_names
+    from pgcompress.submission.decoder import build_decoder_for
+
+    submittable = [c for c in codec_names() if get_codec(c).submittable]
+    assert {"raw", "zlib", "lzma", "brotli", "planes+brotli", "planes+lzma", "bitpack", "rans", "rans-ctx"} <= set(submittable)
+    ns = {}
+    exec(compile(build_decoder_for(submittable, ["int8-ref"]), "d.py", "exec"), ns)
+    assert set(ns["CODECS"]) == set(submittable)
+    for c in submittable:  # the library decodes with the very function the decoder copies
+        assert ns["CODECS"][c].__name__ == get_codec(c).decode_fn.__name__
+
+
+def test_decoder_carries_the_library_walk_verbatim():
+    import inspect
+
+    from pgcompress.submission.decoder import build_decoder_for
+
+    src = build_decoder_for(["raw"], ["fp16"], minify=False)
+    for fn in (fmt.read_container, fmt.check_stream_entry, fmt.check_tensor_entry, fmt.decode_stream_entry,
+               fmt.dequantize_entry, fmt.load_header_json):
+        assert inspect.getsource(fn) in src, fn.__name__
+    assert "__name__ =" not in src

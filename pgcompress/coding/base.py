@@ -60,10 +60,20 @@ def stream_info_for(arr: np.ndarray) -> StreamInfo:
 
 
 class Codec:
-    """Base class. ``submittable``: its decoder needs only torch, numpy, brotli and the stdlib."""
+    """Base class.
+
+    decode_fn: the plain function ``(blob, dtype, count, lo, hi) -> [count] array`` that decodes,
+      using only numpy, brotli and the stdlib and raising CodecError. ``unpack`` and the generated
+      submission decoder both run it (the decoder copies its source), so a codec is submittable
+      exactly when it has one. None: the codec overrides ``decode`` instead (e.g. zstd).
+    """
 
     name: str = ""
-    submittable: bool = True
+    decode_fn = None
+
+    @property
+    def submittable(self) -> bool:
+        return type(self).decode_fn is not None
 
     def accepts(self, info: StreamInfo) -> bool:
         """Whether this codec can encode a stream of this kind (auto choice skips the others)."""
@@ -74,4 +84,6 @@ class Codec:
 
     def decode(self, blob: bytes, info: StreamInfo) -> np.ndarray:
         """Return a flat array of ``info.dtype`` with ``info.count`` elements, or raise CodecError."""
-        raise NotImplementedError
+        if type(self).decode_fn is None:
+            raise NotImplementedError
+        return type(self).decode_fn(blob, info.dtype, info.count, info.lo, info.hi)

@@ -13,6 +13,9 @@ from pgcompress.errors import CodecError
 from pgcompress.registry import register_codec
 
 _CHUNK = 1 << 20  # symbols per pass, so the [n, b] bit matrix stays small
+# A 0-bit stream (a single value) is one byte whatever its count: the count is capped so that a
+# 1-byte blob cannot ask for gigabytes. Longer constant streams go to another codec.
+MAX_CONST_COUNT = 1 << 22
 
 
 def bits_for(info: StreamInfo) -> int:
@@ -21,15 +24,17 @@ def bits_for(info: StreamInfo) -> int:
 
 def bitpack_decode(blob, dtype, count, lo, hi):
     """blob -> [count] array of ``dtype``."""
+    if lo is None or hi is None or not 0 <= hi - lo < 1 << 16:
+        raise CodecError(f"bitpack needs an integer stream with a value range of at most 2^16, not {lo}..{hi}")
     buf = memoryview(blob).cast("B")
     if len(buf) < 1:
         raise CodecError("bitpack: empty stream")
     b = buf[0]
-    if b != int(hi - lo).bit_length() or len(buf) - 1 != (count * b + 7) // 8:
+    if b != int(hi - lo).bit_length() or len(buf) - 1 != (count * b + 7) // 8 or (b == 0 and count > MAX_CONST_COUNT):
         raise CodecError(f"bitpack: corrupt stream ({b} bits, {len(buf) - 1} bytes for {count} symbols)")
-    out = np.full(count, lo, dtype=np.int64)
+    out = np.full(count, lo, dtype=dtype)
     if b == 0:
-        return out.astype(dtype)
+        return out
     weights = np.int64(1) << np.arange(b, dtype=np.int64)
     packed = np.frombuffer(buf, dtype=np.uint8, offset=1)
     for start in range(0, count, _CHUNK):
@@ -37,17 +42,20 @@ def bitpack_decode(blob, dtype, count, lo, hi):
         # _CHUNK * b is a multiple of 8, so every chunk starts on a byte boundary
         first = start * b // 8
         bits = np.unpackbits(packed[first:first + (n * b + 7) // 8], count=n * b, bitorder="little")
-        out[start:start + n] += bits.reshape(n, b).astype(np.int64) @ weights
-    if out.max() > hi:
-        raise CodecError("bitpack: corrupt stream (value above the header's range)")
-    return out.astype(dtype)
+        v = bits.reshape(n, b).astype(np.int64) @ weights + lo
+        if v.max() > hi:
+            raise CodecError("bitpack: corrupt stream (value above the header's range)")
+        out[start:start + n] = v
+    return out
 
 
 class BitpackCodec(Codec):
     name = "bitpack"
+    decode_fn = staticmethod(bitpack_decode)
 
     def accepts(self, info: StreamInfo) -> bool:
-        return info.lo is not None and info.hi - info.lo < 1 << 16
+        return (info.lo is not None and info.hi - info.lo < 1 << 16
+                and (info.hi > info.lo or info.count <= MAX_CONST_COUNT))
 
     def encode(self, arr: np.ndarray, info: StreamInfo) -> bytes:
         if not self.accepts(info):
@@ -60,11 +68,6 @@ class BitpackCodec(Codec):
             bits = ((v[start:start + _CHUNK, None] >> shifts) & 1).astype(np.uint8)
             parts.append(np.packbits(bits.reshape(-1), bitorder="little").tobytes())
         return b"".join(parts)
-
-    def decode(self, blob: bytes, info: StreamInfo) -> np.ndarray:
-        if info.lo is None:
-            raise CodecError(f"bitpack cannot hold a {info.dtype} stream without a value range")
-        return bitpack_decode(blob, info.dtype, info.count, info.lo, info.hi)
 
 
 register_codec(BitpackCodec())

@@ -1,8 +1,13 @@
 """Decode side of the byte codecs (raw, zlib, lzma, brotli, byte planes): plain functions.
 
 Every function has the decoder signature (blob, dtype, count, lo, hi) -> [count] ``dtype``
-array, decompresses at most the stream's raw size + 1 bytes (a corrupt stream cannot make it
-allocate more), and the submission decoder is assembled from this source.
+array, decompresses at most about the stream's raw size (a corrupt stream cannot make it
+allocate much more), and the submission decoder is assembled from this source.
+
+brotli is read with the API every brotli since 1.0 has (``Decompressor.process``/``is_finished``;
+``output_buffer_limit`` only exists from 1.2): the input goes in BROTLI_FEED-byte pieces and the
+output is checked after each, so a stream that expands past its size is refused after at most
+one piece's output (measured: <= 16 MiB per input byte, the largest brotli meta-block).
 """
 
 import lzma
@@ -11,6 +16,9 @@ import zlib
 import numpy as np
 
 from pgcompress.errors import CodecError
+
+BROTLI_FEED = 32
+LZMA_MEMLIMIT = 1 << 28  # our streams need a 64 MiB dictionary; a header cannot ask for GBs
 
 
 def from_le_bytes(raw, dtype, count):
@@ -36,7 +44,7 @@ def zlib_unpack(blob, limit):
 
 
 def lzma_unpack(blob, limit):
-    d = lzma.LZMADecompressor()
+    d = lzma.LZMADecompressor(memlimit=LZMA_MEMLIMIT)
     try:
         raw = d.decompress(blob, limit + 1)
     except lzma.LZMAError as exc:
@@ -50,13 +58,19 @@ def brotli_unpack(blob, limit):
     import brotli
 
     d = brotli.Decompressor()
+    view = memoryview(blob)
+    parts, n = [], 0
     try:
-        raw = d.process(blob, output_buffer_limit=limit + 1)
+        for start in range(0, len(view), BROTLI_FEED):
+            parts.append(d.process(view[start:start + BROTLI_FEED]))
+            n += len(parts[-1])
+            if n > limit:
+                raise CodecError(f"brotli: stream decodes to more than its {limit} bytes")
     except brotli.error as exc:
         raise CodecError(f"brotli: corrupt stream ({exc})") from None
-    if not d.is_finished() or len(raw) > limit:
-        raise CodecError("brotli: stream is truncated or longer than its header says")
-    return raw
+    if not d.is_finished():
+        raise CodecError("brotli: stream is truncated")
+    return b"".join(parts)
 
 
 def nbytes_of(dtype, count):

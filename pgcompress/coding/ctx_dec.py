@@ -21,6 +21,7 @@ from pgcompress.errors import CodecError
 SIGMA_UNIT = 16.0
 MAX_CONTEXTS = 64
 MAX_TAIL_EXP = 6
+MAX_CTX_ALPHABET = 1 << 12  # K tables of hi - lo + 1 entries are built before decoding
 
 
 def ctx_table(u, e, lo, hi, sb):
@@ -60,6 +61,8 @@ def unzigzag(z):
 
 def rans_ctx_decode(blob, dtype, count, lo, hi):
     """blob -> [count] array of ``dtype`` (a matrix's codes, row-major; layout in rans_ctx)."""
+    if lo is None or hi is None or not 1 <= hi - lo + 1 <= MAX_CTX_ALPHABET:
+        raise CodecError(f"rans-ctx needs a value range of 1 to {MAX_CTX_ALPHABET} values, not {lo}..{hi}")
     buf = memoryview(blob).cast("B")
     head = []
     pos = 0

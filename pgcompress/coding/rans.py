@@ -9,9 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from pgcompress.coding.base import Codec, StreamInfo
-from pgcompress.coding.rans_dec import MAX_LANES, rans0_decode
+from pgcompress.coding.rans_dec import MAX_LANES, MAX_STEPS, rans0_decode
 from pgcompress.coding.rans_enc import quantize_freqs, rans_body, rans_encode, write_uvarint
-from pgcompress.errors import CodecError
 from pgcompress.registry import register_codec
 
 SCALE_BITS = 15
@@ -28,7 +27,7 @@ def lanes_for(count: int) -> int:
 
 def symbol_stream_ok(info: StreamInfo) -> bool:
     return (info.lo is not None and info.dtype in ("int8", "int16", "uint8")
-            and 0 < info.hi - info.lo + 1 <= MAX_ALPHABET)
+            and 0 < info.hi - info.lo + 1 <= MAX_ALPHABET and info.count <= MAX_LANES * MAX_STEPS)
 
 
 def rans0_encode(idx: np.ndarray, a: int, lanes: int) -> bytes:
@@ -46,6 +45,7 @@ def rans0_encode(idx: np.ndarray, a: int, lanes: int) -> bytes:
 
 class Rans0Codec(Codec):
     name = "rans"
+    decode_fn = staticmethod(rans0_decode)
 
     def accepts(self, info: StreamInfo) -> bool:
         return symbol_stream_ok(info)
@@ -54,13 +54,6 @@ class Rans0Codec(Codec):
         a = info.hi - info.lo + 1 if info.count else 1
         idx = arr.reshape(-1).astype(np.int64) - (info.lo or 0)
         return rans0_encode(idx, a, lanes_for(idx.size))
-
-    def decode(self, blob: bytes, info: StreamInfo) -> np.ndarray:
-        if not symbol_stream_ok(info) and info.count:
-            raise CodecError(f"rans cannot hold a {info.dtype} stream without a value range")
-        lo = info.lo if info.lo is not None else 0
-        hi = info.hi if info.hi is not None else 0
-        return rans0_decode(blob, info.dtype, info.count, lo, hi)
 
 
 register_codec(Rans0Codec())

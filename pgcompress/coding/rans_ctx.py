@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from pgcompress.coding.base import Codec, StreamInfo
-from pgcompress.coding.ctx_dec import MAX_CONTEXTS, MAX_TAIL_EXP, SIGMA_UNIT, ctx_tables, rans_ctx_decode
+from pgcompress.coding.ctx_dec import (MAX_CONTEXTS, MAX_CTX_ALPHABET, MAX_TAIL_EXP, SIGMA_UNIT, ctx_tables,
+                                       rans_ctx_decode)
 from pgcompress.coding.rans import rans0_encode, symbol_stream_ok
 from pgcompress.coding.rans_dec import MAX_LANES
 from pgcompress.coding.rans_enc import rans_body, rans_encode, write_uvarint
@@ -95,9 +96,10 @@ def zigzag(x: int) -> int:
 
 class RansCtxCodec(Codec):
     name = "rans-ctx"
+    decode_fn = staticmethod(rans_ctx_decode)
 
     def accepts(self, info: StreamInfo) -> bool:
-        return symbol_stream_ok(info) and matrix_shape(info) is not None and info.hi - info.lo < 4096
+        return symbol_stream_ok(info) and matrix_shape(info) is not None and info.hi - info.lo < MAX_CTX_ALPHABET
 
     def encode(self, arr: np.ndarray, info: StreamInfo) -> bytes:
         shape = matrix_shape(info)
@@ -128,11 +130,6 @@ class RansCtxCodec(Codec):
         lanes = int(min(MAX_LANES, max(1, idx.size // SYMBOLS_PER_LANE)))
         states, words = rans_encode(idx, freq, SCALE_BITS, lanes, ctx)
         return bytes(out) + rans_body(states, words)
-
-    def decode(self, blob: bytes, info: StreamInfo) -> np.ndarray:
-        if not symbol_stream_ok(info):
-            raise CodecError(f"rans-ctx cannot hold a {info.dtype} stream without a value range")
-        return rans_ctx_decode(blob, info.dtype, info.count, info.lo, info.hi)
 
 
 register_codec(RansCtxCodec())

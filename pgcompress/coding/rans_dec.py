@@ -16,6 +16,11 @@ from pgcompress.errors import CodecError
 
 RANS_L = 1 << 16
 MAX_LANES = 1 << 12
+# Decode steps (one numpy pass over the lanes each) per stream: lanes >= count / MAX_STEPS, so a
+# short blob cannot ask for a long Python-level loop (~5 us a step). Encoders use <= 4096.
+MAX_STEPS = 1 << 16
+# Every integer a blob stores (sizes, counts, frequencies) fits 42 bits; longer varints are corrupt.
+MAX_VARINT_SHIFT = 42
 
 
 def read_uvarint(buf, pos):
@@ -30,8 +35,8 @@ def read_uvarint(buf, pos):
         if b < 0x80:
             return value, pos
         shift += 7
-        if shift > 63:
-            raise CodecError("corrupt stream (varint longer than 64 bits)")
+        if shift >= MAX_VARINT_SHIFT:
+            raise CodecError(f"corrupt stream (varint longer than {MAX_VARINT_SHIFT} bits)")
 
 
 def read_uvarints(buf, pos, n):
@@ -84,8 +89,10 @@ def rans_slot_tables(freq, sb):
     """
     k, a = freq.shape
     m = 1 << sb
-    if a == 0 or freq.min() < 0 or np.any(freq.sum(axis=1) != m):
-        raise CodecError(f"corrupt frequency table (rows must sum to {m})")
+    # entries are bounded before they are summed: K * A * 2^sb stays far below 2^63, and rows
+    # summing to exactly 2^sb make np.repeat write exactly K * 2^sb slots
+    if a == 0 or freq.min() < 0 or freq.max() > m or np.any(freq.sum(axis=1) != m):
+        raise CodecError(f"corrupt frequency table (entries must lie in [0, {m}] and rows sum to {m})")
     flat = freq.reshape(-1)
     sym = np.repeat(np.tile(np.arange(a, dtype=np.int32), k), flat)
     start = np.repeat(np.cumsum(flat) - flat, flat)  # first slot of each slot's (context, symbol)
@@ -100,7 +107,7 @@ def rans_run(words, states, count, sb, tables, ctx):
 
     words: [W] uint16 shared renormalisation stream; states: [N] uint64 initial lane states;
     tables: rans_slot_tables(...); ctx: None (one table) or [count] int64 table index per symbol.
-    -> [count] int64 symbol indices (0-based within the alphabet).
+    -> [count] int32 symbol indices (0-based within the alphabet).
     """
     sym_t, fr_t, bias_t = tables
     n = states.size
@@ -131,15 +138,15 @@ def rans_run(words, states, count, sb, tables, ctx):
         x[:k] = xs
     if pos != w64.size or np.any(x != lim):
         raise CodecError("corrupt stream (final coder states or word count do not match)")
-    return out.astype(np.int64)
+    return out
 
 
 def rans_read_body(buf, pos, count):
     """Lane count, states and words after a codec's own header -> (states [N] uint64, words)."""
     n, pos = read_uvarint(buf, pos)
     nwords, pos = read_uvarint(buf, pos)
-    if count and not 1 <= n <= min(MAX_LANES, count):
-        raise CodecError(f"corrupt stream ({n} lanes for {count} symbols)")
+    if not 1 <= n <= min(MAX_LANES, max(count, 1)) or -(-count // n) > MAX_STEPS:
+        raise CodecError(f"corrupt stream ({n} lanes for {count} symbols; at most {MAX_STEPS} a lane)")
     if len(buf) - pos != 4 * n + 2 * nwords:
         raise CodecError(f"corrupt or truncated stream ({len(buf) - pos} bytes left, "
                          f"{n} lanes and {nwords} words need {4 * n + 2 * nwords})")
@@ -152,6 +159,10 @@ def rans_read_body(buf, pos, count):
 
 def rans0_decode(blob, dtype, count, lo, hi):
     """blob -> [count] array of ``dtype`` (values in [lo, hi])."""
+    if lo is None or hi is None:
+        if count:
+            raise CodecError(f"rans cannot hold a {dtype} stream without a value range")
+        lo = hi = 0
     buf = memoryview(blob).cast("B")
     sb, pos = read_uvarint(buf, 0)
     a, pos = read_uvarint(buf, pos)

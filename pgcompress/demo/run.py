@@ -9,6 +9,7 @@ are recomputed every run; they take seconds.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import platform
 import shutil
@@ -94,10 +95,10 @@ def prepare_model(cfg: DemoConfig, data_dir: Path, log) -> tuple[Path, TrainStat
     log(f"training a {t.num_layers}x{t.model_dim} model on CPU for {budget} ...")
     tokens = read_shard(data_dir / "fineweb_train_000000.bin")
     state, stats = train_model(tokens, cfg.vocab_size, cfg.train, log=log)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.rename(path)
-    stats_path.write_text(json.dumps(asdict(stats)))
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(stats_path, json.dumps(asdict(stats)).encode())
+    atomic_write(path, buf.getvalue())  # last: the cache counts only when the model is whole
     return path, stats, False
 
 

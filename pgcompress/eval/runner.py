@@ -128,6 +128,9 @@ def run(paths: list[Path], opts: EvalOptions) -> list[EvalResult] | None:
 
 def evaluate_files(paths: list[Path], opts: EvalOptions, device_kind: str) -> list[EvalResult] | None:
     ctx = distributed.from_env(device_kind)
+    for path in paths:  # before the slow steps: a typo in a path is the commonest mistake
+        if not Path(path).is_file():
+            raise DataError(f"{path}: {'is a directory, not a file' if Path(path).is_dir() else 'no such file'}")
     sp = load_tokenizer(opts.tokenizer_path)
     tokens = load_val_tokens(opts.data_path, opts.seq_len, opts.max_tokens)  # [usable + 1] uint16
     max_id = int(tokens.numpy().max())

@@ -1,11 +1,13 @@
 """``build_decoder``: one self-contained Python module that decodes a given artifact.
 
-The module is assembled from the library's own decode functions (runtime.decode, the codecs'
-*_decode functions and the methods' dequantize functions): each function's source is copied
-with ``inspect.getsource``, and so is every module-level function or constant it reaches,
-found by walking the names its code uses. Imports (numpy, torch, brotli, stdlib) are re-emitted
-and ``CodecError`` becomes a local exception class, so the result needs no pgcompress. Only the
-codecs and methods the artifact uses are included; the text is minified (python-minifier).
+The module is assembled from the library's own decode functions (runtime.decode, which is
+format.decode_artifact, the container walk ``unpack`` runs; the codecs' and the methods'
+``decode_fn``): each function's source is copied with ``inspect.getsource``, and so is every
+module-level function or constant it reaches, found by walking the names its code uses. Imports
+(numpy, torch, brotli, stdlib) are re-emitted and ``FormatError``/``CodecError`` become one local
+exception class, so the result needs no pgcompress. The codec and method tables come from the
+registry (one table for the library and the decoder); only the entries the artifact uses are
+included; the text is minified (python-minifier).
 """
 
 from __future__ import annotations
@@ -18,24 +20,31 @@ import types
 
 from pgcompress import format as fmt
 from pgcompress.errors import PgcError
-from pgcompress.registry import get_method
+from pgcompress.registry import get_codec, get_method
 from pgcompress.submission import runtime
 
 ALLOWED_MODULES = {"numpy", "torch", "brotli", "zlib", "lzma", "struct", "json", "math"}
-_PRELUDE = "class CodecError(ValueError):\n    pass\n"
+_LOCAL_ERRORS = ("FormatError", "CodecError")
+_PRELUDE = "class FormatError(ValueError):\n    pass\n\n\nCodecError = FormatError\n"
 
 
-def build_decoder(data: bytes, minify: bool = True) -> str:
+def build_decoder(data: bytes, minify: bool = True, source: str = "artifact") -> str:
     """artifact bytes -> source of a module defining ``decode(data) -> dict[str, torch.Tensor]``."""
-    container = fmt.parse(data)
+    container = fmt.parse(data, source)
     codecs = sorted({s.codec for t in container.tensors for s in t.streams})
     methods = sorted({t.method for t in container.tensors})
+    return build_decoder_for(codecs, methods, minify)
+
+
+def build_decoder_for(codecs: list[str], methods: list[str], minify: bool = True) -> str:
+    """The decoder module for artifacts using only these codec and method names (registry names)."""
+    codec_fns = {c: get_codec(c).decode_fn for c in codecs}
     method_fns = {m: get_method(m).decode_fn for m in methods}
-    missing = [c for c in codecs if c not in runtime.CODECS] + [m for m, fn in method_fns.items() if fn is None]
+    missing = [n for table in (codec_fns, method_fns) for n, fn in table.items() if fn is None]
     if missing:
         raise PgcError(f"the artifact uses {', '.join(missing)}, which a submission cannot decode; "
                        "pack it with --submittable")
-    src = assemble({"CODECS": {c: runtime.CODECS[c] for c in codecs}, "METHODS": method_fns}, runtime.decode)
+    src = assemble({"CODECS": codec_fns, "METHODS": method_fns}, runtime.decode)
     return _minify(src) if minify else src
 
 
@@ -53,7 +62,8 @@ def assemble(tables: dict[str, dict[str, types.FunctionType]], entry: types.Func
             raise PgcError(f"two decode functions are both named {f.__name__!r}; rename one")
         funcs[f.__name__] = f
         for name in sorted(_global_names(f.__code__)):
-            if name in tables or name == "CodecError" or name not in f.__globals__:
+            # co_names also holds attribute names (``type(e).__name__``): dunders are never globals here
+            if name in tables or name in _LOCAL_ERRORS or name.startswith("__") or name not in f.__globals__:
                 continue
             value = f.__globals__[name]
             if isinstance(value, types.ModuleType):

@@ -36,14 +36,17 @@ _CHILD = textwrap.dedent('''
 ''')
 
 
-def run_isolated(decoder_src: str, data: bytes, repeats: int = 1, threads: int = 1) -> tuple[dict, float]:
-    """-> (decoded state dict, best decode seconds). Raises CalledProcessError if the child fails."""
+def run_isolated(decoder_src: str, data: bytes, repeats: int = 1, threads: int = 1,
+                 python: str | None = None) -> tuple[dict, float]:
+    """-> (decoded state dict, best decode seconds). Raises CalledProcessError if the child fails.
+
+    python: the interpreter to run (default: this one), e.g. a venv with other brotli/numpy versions."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "child.py").write_text(_CHILD)
         (tmp / "decode_artifact.py").write_text(decoder_src)
         (tmp / "artifact.bin").write_bytes(data)
-        r = subprocess.run([sys.executable, str(tmp / "child.py"), str(tmp / "decode_artifact.py"),
+        r = subprocess.run([python or sys.executable, str(tmp / "child.py"), str(tmp / "decode_artifact.py"),
                             str(tmp / "artifact.bin"), str(tmp / "out.pt"), str(repeats), str(threads)],
                            capture_output=True, text=True, check=True, cwd=tmp)
         return torch.load(tmp / "out.pt", weights_only=True), float(r.stdout.strip().splitlines()[-1])
