@@ -9,6 +9,11 @@ passthrough with the best submittable byte codec), plus order-0 entropies and co
 
     python bench/coders.py [--ckpt PATH] [--payloads int8-ref,int6] [--no-slow]
       -> bench/results/coders.md / .json
+
+``--code-sets int8-ref,int6-sdclip,int6-gptq`` instead compares coders on the code matrices alone
+(the library's own quantizers; GPTQ calibrated on 64 train sequences): context-model entropies
+(theory), generic compressors row-major and column-major, ZPAQ, DeepCABAC, and pgcompress's coders;
+the result is added to coders.json and coders.md as a section of its own.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pgcompress.registry import get_codec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_description  # noqa: E402
+import coders_codes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CKPT = REPO.parent / "shared" / "data" / "checkpoints" / "ref_sp1024_9x512.pt"
@@ -213,6 +219,8 @@ def write_md(results: dict, path: Path) -> None:
                          f"{row['rans-ctx']:,} |")
         worst = max(row["vs_entropy_plus_table"] for row in r["per_stream"])
         lines += ["", f"Worst stream: {worst:+.3%} (target: within 0.5%)."]
+    if "code_sets" in results:
+        lines += [""] + coders_codes.markdown(results["code_sets"], results.get("code_sets_machine", "not recorded"))
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -224,8 +232,25 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "coders")
     ap.add_argument("--add-lrzip-T", action="store_true",
                     help="only add 'lrzip -z -T' rows to an existing results JSON (ZPAQ is slow)")
+    ap.add_argument("--code-sets", default=None,
+                    help="compare coders on these code sets only (int8-ref,int6-sdclip,int6-gptq)")
+    ap.add_argument("--cache", type=Path, default=None, help="directory to keep/reuse the quantized codes")
+    ap.add_argument("--add-deepcabac", action="store_true",
+                    help="with --code-sets: only re-measure DeepCABAC and rans-ctx's byte breakdown "
+                         "for the sets already in the JSON")
     args = ap.parse_args()
     sd = torch.load(args.ckpt, map_location="cpu", weights_only=True)
+    if args.code_sets:
+        path = args.out.with_suffix(".json")
+        results = json.loads(path.read_text()) if path.exists() else {"machine": machine_description(), "payloads": {}}
+        results["code_sets_machine"] = machine_description()
+        if args.add_deepcabac:
+            coders_codes.add_deepcabac(results["code_sets"], sd, args.cache)
+        else:
+            results["code_sets"] = coders_codes.run(sd, args.code_sets.split(","), args.cache)
+        path.write_text(json.dumps(results, indent=1, sort_keys=True))
+        write_md(results, args.out.with_suffix(".md"))
+        return
     if args.add_lrzip_T:
         results = json.loads(args.out.with_suffix(".json").read_text())
         for kind, r in results["payloads"].items():

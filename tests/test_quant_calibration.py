@@ -109,3 +109,20 @@ def test_cli_pack_with_calibration(tmp_path, tiny):
     assert "no calibration" not in r.output and out.stat().st_size > 0
     r = CliRunner().invoke(cli, ["pack", str(ckpt), "-o", str(out), "--calib-shards", "x", "--calib-selfgen", "2"])
     assert r.exit_code != 0
+
+
+def test_shard_windows_span_files_like_a_concatenation(tmp_path):
+    """Memory-mapped windows equal the same windows of the concatenated token arrays."""
+    import numpy as np
+
+    from pgcompress.eval.shards import write_shard
+    from pgcompress.quant.calibration import shard_tokens
+
+    g = np.random.default_rng(0)
+    parts = [g.integers(0, 1000, n).astype(np.uint16) for n in (700, 5, 1300)]
+    for i, p in enumerate(parts):
+        write_shard(tmp_path / f"fineweb_train_{i:06d}.bin", p)
+    got = shard_tokens(str(tmp_path / "fineweb_train_*.bin"), 9, 256)
+    cat = np.concatenate(parts).astype(np.int64)
+    starts = np.linspace(0, cat.size - 256, num=9).astype(np.int64)
+    assert np.array_equal(got.numpy(), np.stack([cat[s:s + 256] for s in starts]))

@@ -25,6 +25,7 @@ from pgcompress.pack import assemble
 ROUNDS = 10
 # What the preamble and the header's fixed part cost beyond the tensors' shares (measured: ~60 B).
 HEADER_FIXED = 256
+DECODER_GUESS = 15_000  # minified decoder of a GPTQ/LQER + rans-ctx artifact: 14.5 KB (bench/results/decoder.md)
 
 
 @dataclass
@@ -76,8 +77,9 @@ def solve(table: CandidateTable, state_dict: dict[str, torch.Tensor], budget: in
           cache: dict | None = None, progress: bool = False) -> Solution:
     accounting = accounting or Accounting()
     cache = {} if cache is None else cache
-    guess = accounting.count(_assemble(table, state_dict, [0] * len(table.rows), budget, codec, submittable, cache))
-    capacity = budget - 1 - guess.code_bytes - HEADER_FIXED
+    # the decoder's size depends on the methods and codecs chosen: a first guess, measured in round 1
+    decoder_guess = DECODER_GUESS if accounting.mode == "self-contained" else 0
+    capacity = budget - 1 - accounting.code_bytes - decoder_guess - HEADER_FIXED
     tolerance = max(64, budget // 10_000)  # stop once the headroom is under 0.01% of the budget
     best: Solution | None = None
     seen: dict[tuple, int] = {}  # choice -> its counted total

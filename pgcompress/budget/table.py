@@ -77,7 +77,7 @@ def build_table(state_dict: dict[str, torch.Tensor], ctx: QuantContext, distorti
     offers any of them. Every method's candidates are also kept by method, pruned or not, for the
     uniform-configuration guard and for comparisons."""
     meter = RateMeter(submittable)
-    ctx = QuantContext(ctx.hessians, memo={} if ctx.memo is None else ctx.memo)
+    ctx = QuantContext(ctx.hessians, memo={} if ctx.memo is None else ctx.memo, device=ctx.device)
     rows, uniform = [], {}
     for name in progress_bar(list(state_dict), "candidates", enabled=progress):
         t = state_dict[name]

@@ -20,8 +20,9 @@ HEADER_BYTES = HEADER_INTS * 4
 VAL_GLOB = "fineweb_val_*.bin"
 
 
-def read_shard(path: Path) -> np.ndarray:
-    """Tokens of one shard: [n] uint16. Validates header and exact file size before reading."""
+def read_shard(path: Path, mmap: bool = False) -> np.ndarray:
+    """Tokens of one shard: [n] uint16. Validates header and exact file size before reading.
+    mmap: a read-only memory map instead of a copy (train globs larger than RAM)."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -41,6 +42,8 @@ def read_shard(path: Path) -> np.ndarray:
             f"{path}: header says {n} tokens ({expected} bytes) but the file has {size} bytes "
             "(truncated or corrupt; re-download or re-export it)"
         )
+    if mmap:
+        return np.memmap(path, dtype="<u2", mode="r", offset=HEADER_BYTES, shape=(n,)) if n else np.zeros(0, np.uint16)
     return np.fromfile(path, dtype="<u2", count=n, offset=HEADER_BYTES).astype(np.uint16, copy=False)
 
 

@@ -42,6 +42,7 @@ class QuantContext:
     # (tensor name, method name without +lqer) -> (codes, qparams, extra): lets a solver that tries
     # int6-gptq and int6-gptq+lqer on one tensor run GPTQ once. None: no reuse.
     memo: dict | None = None
+    device: str = "cpu"  # where GPTQ runs (results come back to the CPU)
 
 
 @dataclass(frozen=True)

@@ -47,17 +47,32 @@ class CalibConfig:
 
 
 def shard_tokens(pattern: str, n_seqs: int, seq_len: int) -> torch.Tensor:
-    """n_seqs evenly spaced windows from the concatenated shards (sorted): [n, seq_len] int64."""
+    """n_seqs evenly spaced windows from the concatenated shards (sorted): [n, seq_len] int64.
+    Shards are memory-mapped: only the windows are read, whatever the size of the glob."""
     from pgcompress.eval.shards import read_shard
 
     files = sorted(globlib.glob(pattern))
     if not files:
         raise DataError(f"--calib-shards {pattern!r} matches no file")
-    tokens = np.concatenate([read_shard(f) for f in files])
-    if tokens.size < seq_len:
-        raise DataError(f"calibration shards hold {tokens.size} tokens, fewer than one sequence of {seq_len}")
-    starts = np.linspace(0, tokens.size - seq_len, num=n_seqs).astype(np.int64)
-    return torch.from_numpy(np.stack([tokens[s:s + seq_len].astype(np.int64) for s in starts]))
+    maps = [read_shard(f, mmap=True) for f in files]
+    ends = np.cumsum([m.size for m in maps])  # global end offset of each shard
+    total = int(ends[-1])
+    if total < seq_len:
+        raise DataError(f"calibration shards hold {total} tokens, fewer than one sequence of {seq_len}")
+    starts = np.linspace(0, total - seq_len, num=n_seqs).astype(np.int64)
+    return torch.from_numpy(np.stack([_window(maps, ends, int(s), seq_len) for s in starts]))
+
+
+def _window(maps: list[np.ndarray], ends: np.ndarray, start: int, length: int) -> np.ndarray:
+    """Tokens [start, start + length) of the concatenation of ``maps`` (may span shards): int64."""
+    parts, pos = [], start
+    i = int(np.searchsorted(ends, pos, side="right"))
+    while length > 0:
+        base = int(ends[i - 1]) if i else 0
+        take = min(length, int(ends[i]) - pos)
+        parts.append(np.asarray(maps[i][pos - base:pos - base + take]).astype(np.int64))
+        pos, length, i = pos + take, length - take, i + 1
+    return np.concatenate(parts)
 
 
 def tied_head_input(model: nn.Module) -> dict:

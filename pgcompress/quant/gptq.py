@@ -61,9 +61,9 @@ class GPTQ:
         out, n = W.shape
         dead = H.diagonal() == 0  # inputs never active in calibration: no error propagation through them
         H[dead, dead] = 1
-        perm = torch.argsort(H.diagonal(), descending=True, stable=True) if self.actorder else torch.arange(n)
+        perm = torch.argsort(H.diagonal(), descending=True, stable=True) if self.actorder else torch.arange(n, device=W.device)
         W, H = W[:, perm], H[perm][:, perm]
-        group_of = perm // self.grid.group_size if self.grid.group_size else torch.zeros(n, dtype=torch.long)
+        group_of = perm // self.grid.group_size if self.grid.group_size else torch.zeros(n, dtype=torch.long, device=W.device)
         Hinv = self.hinv_upper(H)  # [in, in] upper
         scale = scale.to(W.dtype).T.contiguous()  # [groups, out]
         zero = None if zero is None else zero.T.contiguous()
@@ -120,7 +120,7 @@ def gptq_best_clip(W: torch.Tensor, H: torch.Tensor, grid: G.Grid, k: float | No
                          scale.reshape(-1, 1), None if zero is None else zero.reshape(-1, 1)).reshape(codes.shape)
     err = hessian_error(W.repeat(len(cands), 1), W_hat, H).reshape(len(cands), out)  # [C, out]
     best = err.argmin(dim=0)  # first (largest alpha) on ties
-    rows = torch.arange(out)
+    rows = torch.arange(out, device=W.device)
     codes = codes.reshape(len(cands), out, -1)[best, rows]
     scale = scale.reshape(len(cands), out, -1)[best, rows].reshape(-1)
     zero = None if zero is None else zero.reshape(len(cands), out, -1)[best, rows].reshape(-1)
@@ -150,7 +150,7 @@ class GPTQMethod(GridMethod):
         grid = self.spec.grid
         H = ctx.hessians.get(name)
         if H is not None:
-            return gptq_best_clip(W, H.to("cpu", torch.float32), grid, self.spec.k)
+            return _on_cpu(gptq_best_clip(W.to(ctx.device), H.to(ctx.device, torch.float32), grid, self.spec.k))
         slices = slice_hessians(name, ctx.hessians, W.shape[0])
         if slices is None:
             what = (f"the calibration has no Hessian for {name!r} (it is not the weight of a linear map "
@@ -160,11 +160,17 @@ class GPTQMethod(GridMethod):
                     "or use an RTN method (int6-sdclip-kauto, int6-clip)")
             raise MethodError(f"{self.name}: {what}")
         step = W.shape[0] // len(slices)
-        parts = [gptq_best_clip(W[i * step:(i + 1) * step], Hs.to("cpu", torch.float32), grid, self.spec.k)
-                 for i, Hs in enumerate(slices)]
+        parts = [_on_cpu(gptq_best_clip(W[i * step:(i + 1) * step].to(ctx.device), Hs.to(ctx.device, torch.float32),
+                                        grid, self.spec.k)) for i, Hs in enumerate(slices)]
         codes = torch.cat([p[0] for p in parts])
         zero = None if grid.symmetric else torch.cat([p[1].zero for p in parts])
         return codes, G.QParams(torch.cat([p[1].scale for p in parts]), zero), parts[0][2]
+
+
+def _on_cpu(result):
+    codes, qp, extra = result
+    zero = None if qp.zero is None else qp.zero.cpu()
+    return codes.cpu(), G.QParams(qp.scale.cpu(), zero), extra
 
 
 def gptq_candidates(kind: TensorKind) -> list[str]:

@@ -54,7 +54,8 @@ def context_for(state_dict: dict[str, torch.Tensor], method: str | MethodSpec, c
     spec = method if isinstance(method, MethodSpec) else MethodSpec.parse(method)
     if calib is None or not needs_hessians(plan_methods(state_dict, spec)):
         return QuantContext()
-    return QuantContext(hessians_for(state_dict, calib, progress))
+    device = calib.device if isinstance(calib, CalibConfig) else "cpu"
+    return QuantContext(hessians_for(state_dict, calib, progress), device=device)
 
 
 def quantize_encoded(state_dict: dict[str, torch.Tensor], method: str | MethodSpec = "int8-ref",

@@ -1,0 +1,303 @@
+"""Coders on the code matrices alone (bench/coders.py --code-sets): theory, generic, pgcompress.
+
+Code sets: every 2-D integer code stream the library's quantizer writes for the shared checkpoint
+(int8-ref; int6-sdclip = SDClip k = 12.85 RTN; int6-gptq = GPTQ on 64 train sequences).
+
+Theory rows are empirical conditional entropies with no table cost: sum over contexts of
+n * H(histogram). With few symbols per context they are optimistic (the histogram is fitted to
+the very symbols it scores), so "per column, shuffled codes" measures that bias: the same
+per-column estimate after a random permutation of the tensor's codes, which destroys every
+column structure. A context model only gains what it beats its own shuffled control by.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import lzma
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import brotli
+import numpy as np
+
+from pgcompress.coding.base import stream_info_for
+from pgcompress.coding.rans_ctx import _log_widths
+from pgcompress.registry import get_codec
+
+METHODS = {"int8-ref": "int8-ref", "int6-sdclip": "int6-sdclip", "int6-gptq": "int6-gptq"}
+TRAIN = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "sp1024" / "fineweb_train_*.bin")
+
+
+def code_set(sd: dict, kind: str, cache: Path | None) -> dict[str, np.ndarray]:
+    """name -> codes [out, in] int8 of every matrix the method stores as integer codes."""
+    path = cache / f"{kind}.npz" if cache else None
+    if path and path.exists():
+        with np.load(path) as z:
+            return {k: z[k] for k in sorted(z.files)}
+    from pgcompress.quant.calibration import CalibConfig
+    from pgcompress.quant.quantize import quantize_encoded
+
+    calib = CalibConfig(shards=TRAIN, seqs=64) if "gptq" in kind else None
+    enc = quantize_encoded(sd, METHODS[kind], calib)
+    out = {}
+    for name in sorted(enc):
+        shape = tuple(sd[name].shape)
+        q = enc[name].streams.get("q")
+        if q is not None and len(shape) == 2 and q.dtype.kind == "i" and q.size == shape[0] * shape[1]:
+            out[name] = np.ascontiguousarray(q.reshape(shape))
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **out)
+    return out
+
+
+def _cond_entropy(ctx: np.ndarray, idx: np.ndarray, a: int) -> float:
+    """ctx, idx: [n] int64 -> bytes of sum_ctx n * H(empirical histogram)."""
+    k = int(ctx.max()) + 1
+    h = np.bincount(ctx * a + idx, minlength=k * a).reshape(k, a).astype(np.float64)
+    n = h.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(-(h * np.where(h > 0, np.log2(h / n), 0.0)).sum() / 8)
+
+
+def theory(codes: dict[str, np.ndarray]) -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    tot: dict[str, float] = {}
+
+    def add(key, value):
+        tot[key] = tot.get(key, 0.0) + value
+
+    for q in codes.values():
+        q = q.astype(np.int64)
+        r, c = q.shape
+        lo = int(q.min())
+        a = int(q.max()) - lo + 1
+        idx = (q - lo).reshape(-1)
+        rows = np.repeat(np.arange(r), c)
+        cols = np.tile(np.arange(c), r)
+        add("order-0 (one distribution per tensor)", _cond_entropy(np.zeros_like(idx), idx, a))
+        add("per row (one distribution per output unit)", _cond_entropy(rows, idx, a))
+        add("per column (one distribution per input feature)", _cond_entropy(cols, idx, a))
+        add("per column, codes shuffled within the tensor (bias control)",
+            _cond_entropy(cols, idx[rng.permutation(idx.size)], a))
+        ia, jb = _log_widths(q)
+        t = np.clip(ia[:, None] + jb[None, :] - (ia.min() + jb.min()), 0, 63)
+        add("row x column width (rans-ctx's contexts)", _cond_entropy(t.reshape(-1), idx, a))
+        add("row width x column width, 2-D", _cond_entropy((ia[:, None] * (jb.max() + 1) + jb[None, :]).reshape(-1),
+                                                             idx, a))
+        rms = float(np.sqrt((q.astype(np.float64) ** 2).mean())) or 1.0
+        edges = np.array([0.3, 0.8, 1.5]) * rms
+        left = np.hstack([np.zeros((r, 1), np.int64), q[:, :-1]])
+        up = np.vstack([np.zeros((1, c), np.int64), q[:-1]])
+        for label, nb in (("left neighbour", left), ("previous row, same column", up)):
+            b = np.searchsorted(edges, np.abs(nb), side="right")
+            add(f"rans-ctx's contexts x |{label}| (4 buckets)", _cond_entropy((t * 4 + b).reshape(-1), idx, a))
+    return tot
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def generic(raw: bytes, raw_t: bytes) -> dict[str, dict]:
+    """raw: codes row-major, raw_t: each matrix transposed (column-major); one byte per code."""
+    import zstandard
+
+    zp = zstandard.ZstdCompressionParameters.from_level(22, enable_ldm=True)
+    coders = {
+        "brotli-11": (lambda b: brotli.compress(b, quality=11, lgwin=24), brotli.decompress),
+        "lzma-9e": (lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), lzma.decompress),
+        "zstd-22 (long)": (lambda b: zstandard.ZstdCompressor(compression_params=zp).compress(b),
+                           lambda b: zstandard.ZstdDecompressor().decompress(b)),
+    }
+    try:
+        import zpaq
+
+        coders["ZPAQ level 5 (1 thread)"] = (lambda b: zpaq.compress(b, level=5, threads=1), zpaq.decompress)
+    except ImportError:
+        pass
+    out = {}
+    for name, (enc, dec) in coders.items():
+        # ZPAQ takes 30-90 s a set each way here: column-major only (the better order on a sample)
+        orders = ((("row-major", raw),) if not name.startswith("ZPAQ") else ()) + (("column-major", raw_t),)
+        for order, data in orders:
+            blob, te = _timed(lambda: enc(data))
+            back, td = _timed(lambda: dec(blob))
+            assert back == data, name
+            out[f"{name}, {order}"] = {"bytes": len(blob), "encode_s": te, "decode_s": td}
+            print(" ", name, order, len(blob), f"{te:.1f}s", flush=True)
+    out["lrzip -z -T, row-major"] = _lrzip(raw)
+    return out
+
+
+def _lrzip(raw: bytes) -> dict:
+    if not shutil.which("lrzip"):
+        return {"bytes": None, "note": "not installed (no lrzip binary on this machine)"}
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "codes.bin"
+        src.write_bytes(raw)
+        _, te = _timed(lambda: subprocess.run(["lrzip", "-z", "-T", "-q", "-f", str(src)], check=True,
+                                              capture_output=True))
+        return {"bytes": (Path(d) / "codes.bin.lrz").stat().st_size, "encode_s": te}
+
+
+def deepcabac(codes: dict[str, np.ndarray]) -> dict:
+    """DeepCABAC (nncodec's CABAC extension) on the integer levels, each matrix on its own, in its
+    row-major scan and transposed; or why it could not run."""
+    try:
+        from nncodec.extensions import deepCABAC as dc
+    except Exception as e:  # noqa: BLE001 - any import failure is the result to report
+        return {"bytes": None, "note": f"nncodec not importable: {type(e).__name__}: {e}"[:300]}
+    off = [dc.HdspMode.AlwaysOff, np.array((0, 0), dtype=np.int8)]
+    unary = 10  # nncodec's cabac_unary_length_minus1 + 1 (sizes on the int6 sample were the same for 10..31)
+    out = {}
+    for order in ("row-major", "column-major"):
+        tot = {"bytes": 0, "encode_s": 0.0, "decode_s": 0.0}
+        for q in codes.values():
+            q = np.ascontiguousarray((q.T if order == "column-major" else q).astype(np.int32))
+            enc = dc.Encoder()
+            enc.initCtxModels(unary, 0)
+            t = time.perf_counter()
+            enc.encodeLayer(q, 0, 0, 0, 0, 0, np.zeros(q.shape[0], dtype=np.int32), *off, 0, 0)
+            bs = enc.finish().tobytes()
+            tot["encode_s"] += time.perf_counter() - t
+            dec = dc.Decoder()
+            dec.setStream(np.frombuffer(bs, dtype=np.uint8))
+            dec.initCtxModels(unary)
+            back = np.zeros_like(q)
+            t = time.perf_counter()
+            dec.decodeLayer(back, 0, 0, 0, 0, *off, 0, 0)
+            dec.finish()
+            tot["decode_s"] += time.perf_counter() - t
+            assert np.array_equal(back, q), "DeepCABAC round trip"
+            tot["bytes"] += len(bs)
+        out[f"DeepCABAC (nncodec 2.1.3), {order}"] = tot
+        print(" ", order, tot, flush=True)
+    return out
+
+
+def add_deepcabac(res: dict, sd: dict, cache: Path | None) -> None:
+    """Re-measure only DeepCABAC (and rans-ctx's overhead) for the code sets already in ``res``."""
+    for kind, r in res.items():
+        codes = code_set(sd, kind, cache)
+        r["deepcabac"] = deepcabac(codes)
+        r["rans_ctx_parts"] = rans_ctx_parts(codes)
+
+
+def rans_ctx_parts(codes: dict[str, np.ndarray]) -> dict[str, int]:
+    """Where rans-ctx's bytes go (summed over matrices), read from its blobs (layout in rans_ctx)."""
+    from pgcompress.coding.rans_dec import read_uvarint
+
+    parts = {"model (sb, e, K, R, C, t0, widths)": 0, "side information (row and column width indices)": 0,
+             "lane states (4 B a lane, one lane per 1024 codes)": 0, "rANS words": 0}
+    keys = list(parts)
+    for q in codes.values():
+        flat = q.reshape(-1)
+        blob = get_codec("rans-ctx").encode(flat, dataclasses.replace(stream_info_for(flat), shape=tuple(q.shape)))
+        pos, head = 0, []
+        for _ in range(6):
+            value, pos = read_uvarint(blob, pos)
+            head.append(value)
+        for _ in range(head[2]):
+            pos = read_uvarint(blob, pos)[1]
+        parts[keys[0]] += pos
+        side = pos
+        for _ in range(2):
+            pos = read_uvarint(blob, pos)[1]
+            size, pos = read_uvarint(blob, pos)
+            pos += size
+        parts[keys[1]] += pos - side
+        lanes, p = read_uvarint(blob, pos)
+        nwords, p = read_uvarint(blob, p)
+        parts[keys[2]] += 4 * lanes
+        parts[keys[3]] += len(blob) - pos - 4 * lanes
+    return parts
+
+
+def pgcompress_coders(codes: dict[str, np.ndarray]) -> dict[str, dict]:
+    out = {}
+    for codec in ("rans", "rans-ctx"):
+        c = get_codec(codec)
+        tot = {"bytes": 0, "encode_s": 0.0, "decode_s": 0.0}
+        for q in codes.values():
+            flat = q.reshape(-1)
+            info = dataclasses.replace(stream_info_for(flat), shape=tuple(q.shape))
+            blob, te = _timed(lambda: c.encode(flat, info))
+            back, td = _timed(lambda: c.decode(blob, info))
+            assert np.array_equal(back, flat), codec
+            tot["bytes"] += len(blob)
+            tot["encode_s"] += te
+            tot["decode_s"] += td
+        out[codec] = tot
+        print(" ", codec, tot, flush=True)
+    return out
+
+
+def run(sd: dict, kinds: list[str], cache: Path | None) -> dict:
+    res = {}
+    for kind in kinds:
+        codes = code_set(sd, kind, cache)
+        raw = b"".join(q.astype(np.int8).tobytes() for q in codes.values())
+        raw_t = b"".join(np.ascontiguousarray(q.T).astype(np.int8).tobytes() for q in codes.values())
+        print(kind, len(codes), "matrices", len(raw), "codes", flush=True)
+        res[kind] = {"params": len(raw), "matrices": len(codes), "theory": theory(codes),
+                     "pgcompress": pgcompress_coders(codes), "deepcabac": deepcabac(codes),
+                     "generic": generic(raw, raw_t)}
+    return res
+
+
+def markdown(res: dict, machine: str) -> list[str]:
+    lines = ["# Coders on the code matrices alone (bench/coders.py --code-sets)", "", f"Machine: {machine}", "",
+             "Every 2-D code stream of the shared checkpoint (int8-ref: the reference export; int6-sdclip: "
+             "SDClip k = 12.85 RTN; int6-gptq: GPTQ, 64 train sequences), codes only (no scales). Generic "
+             "coders get the codes as one byte each, concatenated in key order, row-major or with every matrix "
+             "transposed (column-major); byte-shuffle is the identity on one-byte codes, so it is not a row of "
+             "its own. pgcompress coders code each matrix on its own (sum of blobs, tables included). "
+             "Times: one run each, on a shared 2-core machine (other jobs running), so read them as rough.", "",
+             "Reading the theory rows: one histogram per column is scored on the ~500-2000 codes it was "
+             "fitted to, so part of its lead is small-sample bias; the shuffled control (same estimate, no "
+             "column structure left) measures that part, and 'bias-corrected' below adds it back. Corrected, "
+             "one distribution per column is no better than rans-ctx's row x column width contexts on any "
+             "set. Given those contexts, neighbour magnitudes (left, previous row) add ~0.1% and separate "
+             "row and column widths (2-D) ~0.2%: with no table, lane-state or side-information cost at all, "
+             "the best static model measured is 1.0-1.3% below rans-ctx's blobs, and rans-ctx's own overhead "
+             "(lane states, side information, the Student-t fit) is most of that headroom.", ""]
+    for kind, r in res.items():
+        n = r["params"]
+        ref = r["pgcompress"]["rans-ctx"]["bytes"]
+        lines += [f"## {kind} ({r['matrices']} matrices, {n:,} codes)", "",
+                  "| model / coder | bytes | bits/code | vs rans-ctx | encode s | decode s |",
+                  "|---|---:|---:|---:|---:|---:|"]
+
+        def row(label, b, te=None, td=None):
+            fmt_t = (lambda t: f"{t:.1f}" if t is not None else "")
+            lines.append(f"| {label} | {b:,.0f} | {8 * b / n:.3f} | {b / ref - 1:+.2%} | {fmt_t(te)} | {fmt_t(td)} |")
+
+        th = r["theory"]
+        for label, b in th.items():
+            row(f"theory: {label}", b)
+        corrected = (th["per column (one distribution per input feature)"] + th["order-0 (one distribution per tensor)"]
+                     - th["per column, codes shuffled within the tensor (bias control)"])
+        row("theory: per column, bias-corrected (per column + order-0 - shuffled control)", corrected)
+        for label, v in r["pgcompress"].items():
+            row(f"**pgcompress {label}**", v["bytes"], v["encode_s"], v["decode_s"])
+        for label, v in r["generic"].items():
+            if v.get("bytes") is None:
+                lines.append(f"| {label} | {v['note']} | | | | |")
+            else:
+                row(label, v["bytes"], v.get("encode_s"), v.get("decode_s"))
+        d = r["deepcabac"]
+        if "note" in d:
+            lines.append(f"| DeepCABAC (nncodec) | {d['note']} | | | | |")
+        for label, v in ({} if "note" in d else d).items():
+            row(label, v["bytes"], v["encode_s"], v["decode_s"])
+        if "rans_ctx_parts" in r:
+            lines += ["", "rans-ctx's bytes: " + "; ".join(f"{k} {v:,} ({v / ref:.2%})"
+                                                          for k, v in r["rans_ctx_parts"].items()) + "."]
+        lines.append("")
+    return lines
