@@ -70,7 +70,7 @@ def test_tight_budget_and_impossible_budget(ckpt, tmp_path):
     assert r.returncode == 0, r.stderr
     tight = json.loads(r.stdout)
     assert tight["total_bytes"] < budget and tight["total_bytes"] == tight["code_bytes"] + out.stat().st_size
-    assert tight["headroom"] < 0.01 * budget  # small models step in coarse bytes; 16 MB ones land < 0.01%
+    assert tight["headroom"] < 0.05 * budget  # a 0.2M-param model steps in KB-sized candidates; see the 24M test
     assert tight["predicted_damage"] > 0 and any(t["method"].startswith("int") for t in tight["tensors"])
     r = pgc("pack", ckpt, "-o", tmp_path / "b.pgc", "--budget", 1000, *args)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

@@ -67,3 +67,60 @@ def test_cli_unpack_and_inspect_exit_2_with_one_line(tmp_path, crafted, name):
         assert r.returncode == 2, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and "crafted.bin" in r.stderr
         assert not (tmp_path / "out.pt").exists()
+
+
+def _method_level_cases() -> dict[str, bytes]:
+    """Valid containers whose streams decode, but whose tensors break their method's rules: the
+    decoder must refuse them like the library (it runs the same validating decode functions)."""
+    import numpy as np
+    import torch
+
+    from pgcompress.pack import assemble
+    from pgcompress.quant.base import Encoded, QuantContext
+    from pgcompress.registry import get_method
+
+    w = torch.randn(8, 64, generator=torch.Generator().manual_seed(0))
+    good = get_method("int4-rtn").quantize("w", w, QuantContext())
+    lq = get_method("int4-rtn+lqer").quantize("w", w, QuantContext())
+    ref = get_method("int8-ref").quantize("w", w, QuantContext())
+
+    def one(enc: Encoded) -> bytes:
+        return assemble("crafted", [("w", w, enc)], codec="zlib", submittable=True)
+
+    def edit(enc, params=None, **streams):
+        new = dict(enc.streams)
+        for k, v in streams.items():
+            if v is None:
+                new.pop(k)
+            else:
+                new[k] = v
+        return Encoded(enc.method, dict(enc.params, **(params or {})), new)
+
+    q_out = good.streams["q"].copy()
+    q_out[0, 0] = 100  # outside the 4-bit grid
+    return {
+        "codes_outside_grid": one(edit(good, q=q_out)),
+        "missing_scale": one(edit(good, scale=None)),
+        "short_scale": one(edit(good, scale=good.streams["scale"][:3])),
+        "bits_disagree_with_name": one(edit(good, params={"bits": 6})),
+        "bad_group": one(edit(good, params={"group": 48})),
+        "zero_on_symmetric": one(edit(good, zero=np.zeros(8, np.int8))),
+        "lqer_rank_too_big": one(edit(lq, params={"lqer_rank": 99})),
+        "lqer_codes_outside": one(edit(lq, lqer_a=np.full_like(lq.streams["lqer_a"], 120))),
+        "int8_ref_bad_scheme": one(edit(ref, params={"scheme": "cubes"})),
+        "int8_ref_wrong_scale_count": one(edit(ref, scale=ref.streams["scale"][:5])),
+        "fp16_wrong_dtype": one(Encoded("fp16", {}, {"data": w.numpy().reshape(-1)})),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_method_level_cases()))
+def test_decoder_is_as_strict_as_the_library_on_methods(name):
+    data = _method_level_cases()[name]
+    with pytest.raises(FormatError, match="crafted.bin: tensor 'w'"):
+        pgcompress.unpack(data, "crafted.bin")
+    ns: dict = {}
+    exec(compile(build_decoder_for(["zlib"], ["int4-rtn", "int4-rtn+lqer", "int8-ref", "fp16"], minify=False),
+                 "decode_artifact.py", "exec"), ns)
+    with pytest.raises(ns["FormatError"]) as info:
+        ns["decode"](data)
+    assert "bad int" not in str(info.value) and "bad fp16" not in str(info.value)  # refused by a check, not the catch-all

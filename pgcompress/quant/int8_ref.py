@@ -15,7 +15,7 @@ import torch
 
 from pgcompress.errors import FormatError
 from pgcompress.quant.base import Encoded, Method, QuantContext, TensorKind
-from pgcompress.quant.streams import expect_stream
+from pgcompress.quant.streams import check_stream
 from pgcompress.registry import register_candidates, register_method
 
 CLIP_Q = 99.99984 / 100.0
@@ -80,16 +80,7 @@ class Int8Ref(Method):
         return Encoded(self.name, {"scheme": "tensor", "scale": scale}, {"q": q.numpy().reshape(-1)})
 
     def dequantize(self, enc: Encoded, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        numel = int(np.prod(shape, dtype=np.int64))
-        expect_stream(enc, "q", numel, np.int8)
-        scheme = enc.params.get("scheme")
-        if scheme == "row":
-            if len(shape) != 2:
-                raise FormatError(f"int8-ref: per-row scheme on a {len(shape)}-D tensor")
-            expect_stream(enc, "scale", shape[0], np.float16)
-        elif scheme != "tensor" or not isinstance(enc.params.get("scale"), float):
-            raise FormatError(f"int8-ref: bad params {enc.params}")
-        return int8_ref_dequantize(enc.method, enc.params, enc.streams, shape, dtype)
+        return int8_ref_dequantize(enc.method, enc.params, enc.streams, tuple(shape), dtype)
 
     @property
     def decode_fn(self):
@@ -97,7 +88,19 @@ class Int8Ref(Method):
 
 
 def int8_ref_dequantize(method, params, streams, shape, dtype):
-    """q.float() * scale.float() -> dtype. A plain function: the submission decoder copies it."""
+    """q.float() * scale.float() -> dtype, checked first. A plain function: the submission decoder
+    copies it."""
+    numel = 1
+    for d in shape:
+        numel *= d
+    check_stream(streams, "q", numel, "int8")
+    scheme = params.get("scheme")
+    if scheme == "row":
+        if len(shape) != 2:
+            raise FormatError(f"int8-ref: per-row scheme on a {len(shape)}-D tensor")
+        check_stream(streams, "scale", shape[0], "float16")
+    elif scheme != "tensor" or type(params.get("scale")) is not float:
+        raise FormatError(f"int8-ref: bad params {str(params)[:200]}")
     q = torch.from_numpy(np.ascontiguousarray(streams["q"]).copy()).reshape(shape)
     if params["scheme"] == "row":
         s = torch.from_numpy(np.ascontiguousarray(streams["scale"]).copy()).to(torch.float32)

@@ -39,8 +39,8 @@ from pgcompress.quant import grid as G
 from pgcompress.quant import lqer
 from pgcompress.quant.base import Encoded, Method, QuantContext
 from pgcompress.quant.grid import dequantize, matrix_dims
-from pgcompress.quant.lqer import lqer_correction
-from pgcompress.quant.streams import expect_stream
+from pgcompress.quant.lqer import lqer_check, lqer_correction
+from pgcompress.quant.streams import check_stream
 from pgcompress.registry import register_method
 
 ALGOS = ("rtn", "clip", "sdclip", "pct", "gptq")
@@ -154,7 +154,7 @@ class GridMethod(Method):
         return ctx.memo[key]
 
     def dequantize(self, enc: Encoded, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        return dequantize_encoded(enc, shape, self.spec.bits).to(dtype).reshape(shape)
+        return grid_dequantize(self.name, enc.params, enc.streams, tuple(shape), dtype)
 
     @property
     def decode_fn(self):
@@ -171,40 +171,40 @@ def _dequantize_base(codes: torch.Tensor, qp: G.QParams, shape2d, group: int) ->
     return G.dequantize_rows(rows, qp).reshape(shape2d)
 
 
-def stored_grid(params: dict, shape2d: tuple[int, int], name_bits: int | None) -> G.Grid:
-    """The grid a stored tensor claims, validated against its shape (params come from a file)."""
+def grid_check(method, params, streams, out, cols):
+    """A stored grid tensor's params and streams, checked against its [out, cols] view and the bit
+    width in its method name (params and streams come from a file). Plain: the library's dequantize
+    and the submission decoder run the same checks."""
     bits, sym, group, sd = (params.get(k) for k in ("bits", "sym", "group", "scale_dtype"))
-    if not isinstance(bits, int) or not isinstance(sym, bool) or not isinstance(group, int) or sd not in G.SCALE_DTYPES:
-        raise FormatError(f"bad grid params {params!r}")
-    if name_bits is not None and bits != name_bits:
-        raise FormatError(f"params say {bits} bits, the method name {name_bits}")
-    try:
-        grid = G.Grid(bits, sym, group, sd)
-    except MethodError as exc:
-        raise FormatError(str(exc)) from None
-    if group and shape2d[1] % group:
-        raise FormatError(f"group size {group} does not divide the input dim {shape2d[1]}")
-    return grid
+    if type(bits) is not int or type(sym) is not bool or type(group) is not int or sd not in ("fp16", "bf16"):
+        raise FormatError(f"bad grid params {str(params)[:200]}")
+    if not 2 <= bits <= 8 or (group and group not in (32, 64, 128, 256)):
+        raise FormatError(f"bad grid: {bits} bits, group {group}")
+    if method[:3] == "int" and method[3:4].isdigit() and int(method[3]) != bits:
+        raise FormatError(f"params say {bits} bits, the method name {method[:3 + 1]}")
+    if group and cols % group:
+        raise FormatError(f"group size {group} does not divide the input dim {cols}")
+    qmax = 2 ** (bits - 1) - 1
+    qmin = -qmax if sym else -qmax - 1
+    n_scales = out * (cols // group if group else 1)
+    q = check_stream(streams, "q", out * cols, "int8")
+    if q.size and (int(q.min()) < qmin or int(q.max()) > qmax):
+        raise FormatError(f"codes outside the {bits}-bit grid [{qmin}, {qmax}]")
+    check_stream(streams, "scale", n_scales, "uint16" if sd == "bf16" else "float16")
+    if not sym:
+        z = check_stream(streams, "zero", n_scales, "int8")
+        if z.size and (int(z.min()) < qmin or int(z.max()) > qmax):
+            raise FormatError("zero points outside the grid")
+    elif "zero" in streams:
+        raise FormatError("a symmetric grid tensor carries zero points")
+    if "lqer_rank" in params:
+        lqer_check(params, streams, out, cols)
 
 
 def dequantize_encoded(enc: Encoded, shape: tuple[int, ...], name_bits: int | None = None) -> torch.Tensor:
-    """Stored grid tensor -> fp32 [out, in] (shape's matrix view)."""
-    numel = int(np.prod(shape, dtype=np.int64))
+    """Stored grid tensor -> fp32 [out, in] (shape's matrix view), checked first."""
     out, cols = G.matrix_dims(shape)
-    grid = stored_grid(enc.params, (out, cols), name_bits)
-    n_scales = out * (cols // grid.group_size if grid.group_size else 1)
-    q = expect_stream(enc, "q", numel, np.int8)
-    if q.size and (int(q.min()) < grid.qmin or int(q.max()) > grid.qmax):
-        raise FormatError(f"codes outside the {grid.bits}-bit grid [{grid.qmin}, {grid.qmax}]")
-    expect_stream(enc, "scale", n_scales, np.uint16 if grid.scale_dtype == "bf16" else np.float16)
-    if not grid.symmetric:
-        z = expect_stream(enc, "zero", n_scales, np.int8)
-        if z.size and (int(z.min()) < grid.qmin or int(z.max()) > grid.qmax):
-            raise FormatError("zero points outside the grid")
-    elif "zero" in enc.streams:
-        raise FormatError("a symmetric grid tensor carries zero points")
-    if "lqer_rank" in enc.params:
-        lqer.check_streams(enc, (out, cols))
+    grid_check(enc.method if name_bits is None else f"int{name_bits}", enc.params, enc.streams, out, cols)
     return grid_matrix(enc.params, enc.streams, out, cols)
 
 
@@ -229,8 +229,10 @@ def grid_matrix(params, streams, out, cols):
 
 
 def grid_dequantize(method, params, streams, shape, dtype):
-    """Stored grid tensor -> ``dtype`` tensor of ``shape`` (the decode_fn of every intN family)."""
+    """Stored grid tensor -> ``dtype`` tensor of ``shape`` (the decode_fn of every intN family),
+    checked first."""
     out, cols = matrix_dims(shape)
+    grid_check(method, params, streams, out, cols)
     return grid_matrix(params, streams, out, cols).to(dtype).reshape(shape)
 
 

@@ -21,7 +21,7 @@ from pgcompress.quant import grid as G
 from pgcompress.quant.base import Encoded
 from pgcompress.quant.clipping import mse_qparams
 from pgcompress.quant.grid import dequantize
-from pgcompress.quant.streams import expect_stream
+from pgcompress.quant.streams import check_stream
 
 DAMP = 0.01
 
@@ -84,17 +84,21 @@ def to_streams(f: Factors) -> dict[str, np.ndarray]:
 
 def check_streams(enc: Encoded, shape2d: tuple[int, int]) -> None:
     """Validate a stored correction's params and streams (they come from a file)."""
-    out, n = shape2d
-    r, bits = enc.params.get("lqer_rank"), enc.params.get("lqer_bits")
-    if not isinstance(r, int) or not isinstance(bits, int) or not 1 <= r <= min(out, n) or not 2 <= bits <= 8:
+    lqer_check(enc.params, enc.streams, *shape2d)
+
+
+def lqer_check(params, streams, out, n):
+    """A stored correction's params and streams, checked (plain: the submission decoder runs it)."""
+    r, bits = params.get("lqer_rank"), params.get("lqer_bits")
+    if type(r) is not int or type(bits) is not int or not 1 <= r <= min(out, n) or not 2 <= bits <= 8:
         raise FormatError(f"bad LQER params rank={r!r} bits={bits!r} for a {out}x{n} tensor")
-    qmax = _grid(bits).qmax
-    a = expect_stream(enc, "lqer_a", r * out, np.int8)
-    b = expect_stream(enc, "lqer_b", r * n, np.int8)
+    qmax = 2 ** (bits - 1) - 1
+    a = check_stream(streams, "lqer_a", r * out, "int8")
+    b = check_stream(streams, "lqer_b", r * n, "int8")
     if max(np.abs(a.astype(np.int16)).max(), np.abs(b.astype(np.int16)).max()) > qmax:
         raise FormatError(f"LQER codes outside the {bits}-bit grid")
-    expect_stream(enc, "lqer_a_scale", r, np.float16)
-    expect_stream(enc, "lqer_b_scale", r, np.float16)
+    check_stream(streams, "lqer_a_scale", r, "float16")
+    check_stream(streams, "lqer_b_scale", r, "float16")
 
 
 def lqer_correction(params, streams, out, cols):

@@ -7,11 +7,10 @@ tensors, which it does not cast back).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from pgcompress.quant.base import Encoded, Method, QuantContext, TensorKind
-from pgcompress.quant.streams import expect_stream
+from pgcompress.quant.streams import check_stream
 from pgcompress.registry import register_candidates, register_method
 from pgcompress.tensors import from_numpy_bits, to_numpy_bits, torch_dtype
 
@@ -29,9 +28,7 @@ class Raw(Method):
         return Encoded(self.name, {}, {"data": to_numpy_bits(w)})
 
     def dequantize(self, enc: Encoded, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        storage = np.uint16 if dtype == torch.bfloat16 else torch.empty(0, dtype=dtype).numpy().dtype
-        expect_stream(enc, "data", int(np.prod(shape, dtype=np.int64)), storage)
-        return passthrough_dequantize(self.name, enc.params, enc.streams, shape, dtype)
+        return passthrough_dequantize(self.name, enc.params, enc.streams, tuple(shape), dtype)
 
 
 class FloatCast(Method):
@@ -48,18 +45,20 @@ class FloatCast(Method):
         return Encoded(self.name, {}, {"data": to_numpy_bits(w.to(torch_dtype(STORED_AS[self.name])))})
 
     def dequantize(self, enc: Encoded, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        stored = STORED_AS[self.name]
-        storage = np.uint16 if stored == "bfloat16" else np.dtype(stored)
-        expect_stream(enc, "data", int(np.prod(shape, dtype=np.int64)), storage)
-        return passthrough_dequantize(self.name, enc.params, enc.streams, shape, dtype)
+        return passthrough_dequantize(self.name, enc.params, enc.streams, tuple(shape), dtype)
 
 
 STORED_AS = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 
 
 def passthrough_dequantize(method, params, streams, shape, dtype):
-    """Stored bits -> tensor in the output dtype. A plain function: the submission decoder copies it."""
+    """Stored bits -> tensor in the output dtype, checked first. A plain function: the submission
+    decoder copies it."""
     stored = STORED_AS.get(method, str(dtype).removeprefix("torch."))
+    numel = 1
+    for d in shape:
+        numel *= d
+    check_stream(streams, "data", numel, "uint16" if stored == "bfloat16" else stored)
     t = from_numpy_bits(streams["data"], stored, shape)
     return t.to(torch.float32) if method == "fp32" else t.to(dtype)
 

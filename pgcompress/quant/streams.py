@@ -10,12 +10,18 @@ from pgcompress.quant.base import Encoded
 
 def expect_stream(enc: Encoded, role: str, count: int, dtype) -> np.ndarray:
     """The stream ``role`` of ``enc``, checked to hold ``count`` elements of ``dtype``."""
-    arr = enc.streams.get(role)
+    try:
+        return check_stream(enc.streams, role, count, np.dtype(dtype).name)
+    except FormatError as exc:
+        raise FormatError(f"method {enc.method}: {exc}") from None
+
+
+def check_stream(streams, role, count, dtype):
+    """streams[role], checked to hold ``count`` elements of the numpy dtype named ``dtype``. A plain
+    function: the methods' decode functions call it, so the submission decoder checks the same."""
+    arr = streams.get(role)
     if arr is None:
-        raise FormatError(f"method {enc.method}: stream {role!r} is missing")
-    if arr.dtype != np.dtype(dtype) or arr.size != count:
-        raise FormatError(
-            f"method {enc.method}: stream {role!r} holds {arr.size} x {arr.dtype}, "
-            f"expected {count} x {np.dtype(dtype)}"
-        )
+        raise FormatError(f"stream {role!r} is missing")
+    if arr.dtype.name != dtype or arr.size != count:
+        raise FormatError(f"stream {role!r} holds {arr.size} x {arr.dtype.name}, expected {count} x {dtype}")
     return arr
