@@ -109,6 +109,8 @@ def solve(table: CandidateTable, state_dict: dict[str, torch.Tensor], budget: in
                 break
         else:
             hi = capacity if hi is None else min(hi, capacity)
+            if lo is not None and lo >= hi - tolerance:
+                lo = None  # measured on rates since refined: no longer a bracket
         nxt = capacity + step
         if (hi is not None and nxt >= hi) or (lo is not None and nxt <= lo):
             if lo is None or hi is None:
