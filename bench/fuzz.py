@@ -428,8 +428,8 @@ def report(res: dict, machine: str) -> str:
     lines += ["", "Slowest cases:", ""]
     lines += [f"- {t}: {st['slowest'][0]:.3f} s, {st['slowest'][1]}" for t, st in res["targets"].items()]
     lines += ["", f"Cases decoded by one target and refused by the other: {res['decoded_by_one_only']:,} "
-              "(the generated decoder runs the methods' plain decode functions, not their validating "
-              "`dequantize`, so it refuses fewer malformed-but-decodable tensors; see SECURITY.md).", ""]
+              "(both run the same validating method decode functions; the fuzz decoder carries only the "
+              "submittable codecs, so it refuses streams in the others, e.g. zstd, which the library decodes).", ""]
     for t, st in res["targets"].items():
         if st["failures"]:
             lines += [f"Failures ({t}):", ""] + [f"- {f}" for f in st["failures"][:20]] + [""]
