@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from pgcompress.cli.options import echo_json, json_option
 from pgcompress.format import parse
 
 
 @click.command()
 @click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@json_option
 def inspect(artifact, as_json):
-    """Show ARTIFACT's tensors, methods, codecs and bytes."""
+    """Show ARTIFACT's tensors, methods, codecs and bytes.
+
+    \b
+    JSON: {"label", "tensors": [{"name", "shape", "dtype", "method", "params", "numel", "bytes",
+           "streams": [{"role", "dtype", "count", "codec", "offset", "size", "crc32"}]}],
+           "totals": {"tensors", "params", "header_bytes", "stream_bytes", "total_bytes", "bits_per_param"}}.
+
+    Example: pgc inspect final_model.pgc
+    """
     data = artifact.read_bytes()
     c = parse(data, str(artifact))
     rows = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "method": t.method,
@@ -27,7 +35,7 @@ def inspect(artifact, as_json):
               "stream_bytes": c.total_bytes - c.header_bytes, "total_bytes": c.total_bytes,
               "bits_per_param": 8 * c.total_bytes / numel if numel else 0.0}
     if as_json:
-        click.echo(json.dumps({"label": c.header.get("label"), "tensors": rows, "totals": totals}, sort_keys=True))
+        echo_json({"label": c.header.get("label"), "tensors": rows, "totals": totals})
         return
     width = max([len(r["name"]) for r in rows] + [6])
     click.echo(f"{'tensor':<{width}}  {'shape':<14} {'dtype':<9} {'method':<10} {'codecs':<16} {'bytes':>11} {'bits/p':>6}")

@@ -12,6 +12,7 @@ from pgcompress.atomic import atomic_write, check_target
 from pgcompress.budget import CHALLENGE_BUDGET, DEFAULT_SELFGEN
 from pgcompress.budget.accounting import MODES, Accounting
 from pgcompress.checkpoint import load_checkpoint
+from pgcompress.cli.options import echo_json, json_option
 from pgcompress.errors import BudgetError
 from pgcompress.quant.calibration import CalibConfig
 from pgcompress.quant.policy import MethodSpec
@@ -79,14 +80,20 @@ def calib_config(calib_shards, calib_selfgen, calib_seqs, calib_seq_len, model_c
               help="Write the allocation (per tensor method, bits, bytes, predicted damage) as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a PNG of the stored bits per tensor.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--quiet", is_flag=True, help="Only the grep-able totals line.")
+@json_option
+@click.option("--quiet", is_flag=True, help="No progress bars; only the grep-able totals line on stdout.")
 def pack(checkpoint, output, budget, code, submission, method, codec, submittable, calib_shards, calib_selfgen,
          calib_seqs, calib_seq_len, model_code, device, report_path, plot_path, as_json, quiet):
     """Pack CHECKPOINT (torch.save state dict, .safetensors or .ptz) into an artifact.
 
     Without --method the budget solver picks a method per tensor (bit widths 2-8, GPTQ, RTN,
     SDClip, LQER, float casts) for the least predicted val_bpb damage whose total fits.
+
+    \b
+    JSON: {"artifact", "method" ("solver" or the --method spec), "code_bytes", "decoder_bytes",
+           "model_bytes" (the artifact's size), "total_bytes", "budget", "headroom", "code_form";
+           with the solver also "predicted_damage", "distortion", "calibration", "rounds" and
+           "tensors": [{"name", "shape", "method", "bits", "bytes", "predicted_damage", "basis"}]}.
 
     Example: pgc pack final_model.pt --code train_gpt.py --calib-shards 'data/fineweb_train_*.bin'
     """
@@ -154,7 +161,7 @@ def _emit(result, output, code, budget, report_path, plot_path, as_json, quiet) 
 
         plot_allocation(result["solution"], plot_path)
     if as_json:
-        click.echo(json.dumps({"artifact": str(output), **result["json"], "method": s["method"]}, sort_keys=True))
+        echo_json({"artifact": str(output), **result["json"], "method": s["method"]})
         return
     if not quiet:
         for line in result["lines"]:

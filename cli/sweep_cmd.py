@@ -49,6 +49,11 @@ def sweep(checkpoint, budgets, uniform, out_dir, code, submission, calib_shards,
           calib_seq_len, as_json, **eval_kw):
     """Pack CHECKPOINT at each budget and with each uniform method, evaluate every artifact.
 
+    \b
+    JSON: {"raw_val_bpb", "rows": [{"kind" ("solver" or "uniform"), "label" (the budget or method),
+           "artifact", "model_bytes", "total_bytes", "headroom" (null for uniform), "val_bpb", "gap",
+           "predicted"}]}, the same as OUT_DIR/sweep.json.
+
     Example: pgc sweep final_model.pt --budgets 4e6,8e6,12e6,16e6 --data-path data/ --tokenizer sp.model
     """
     from pgcompress.budget import prepare
@@ -61,9 +66,9 @@ def sweep(checkpoint, budgets, uniform, out_dir, code, submission, calib_shards,
     calib = calib_config(calib_shards, calib_selfgen, calib_seqs, calib_seq_len, eval_kw["model_code"],
                          eval_kw["device"] or "cpu", solver=True)
     sd = load_checkpoint(checkpoint)
-    prepared = prepare(sd, calib, submission == "self-contained", progress=not as_json)
+    prepared = prepare(sd, calib, submission == "self-contained", progress=not (as_json or eval_kw["quiet"]))
     rows, raw = run_sweep(checkpoint, sd, budget_list, prepared, out_dir, opts, tuple(methods), code, submission,
-                          progress=not as_json)
+                          progress=not (as_json or eval_kw["quiet"]))
     if not rows:
         raise PgcError("nothing was packed")
     atomic_write(out_dir / "sweep.json", rows_json(rows, raw).encode())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from pgcompress.errors import CodecError, MethodError
@@ -17,34 +18,77 @@ if TYPE_CHECKING:
     from pgcompress.coding.base import Codec
     from pgcompress.quant.base import Method
 
-_METHOD_FAMILIES: list[tuple[re.Pattern, Callable[[re.Match], "Method"], str]] = []
+
+@dataclass(frozen=True)
+class MethodFamily:
+    """What ``pgc methods`` shows of a family: its names as people write them and one that works."""
+
+    regex: re.Pattern
+    factory: Callable[[re.Match], "Method"]
+    summary: str
+    readable: str  # e.g. "int<2-8>-rtn[<mods>]"
+    example: str  # e.g. "int8-rtn"; always matches ``regex``
+
+
+_METHOD_FAMILIES: list[MethodFamily] = []
 _METHOD_CACHE: dict[str, "Method"] = {}
 _CODECS: dict[str, "Codec"] = {}
 _CANDIDATES: list[Callable] = []
 
+_MODS = "([-+].*)?"  # the intN families' optional modifiers: -g64, -asym, +lqer-r8, ...
+_RANGE = re.compile(r"\(\[(\w)-(\w)\]\)|\[(\w)-(\w)\]")  # ([2-8]) or [2-8]
+_REGEX_CHARS = re.compile(r"[\\()\[\]{}.*+?|^$]")
 
-def register_method(pattern: str, factory: Callable[[re.Match], "Method"], summary: str) -> None:
-    """Register a method family. ``pattern`` must match the whole name (e.g. ``int(\\d)-rtn``)."""
-    _METHOD_FAMILIES.append((re.compile(pattern), factory, summary))
+
+def register_method(pattern: str, factory: Callable[[re.Match], "Method"], summary: str,
+                    readable: str | None = None, example: str | None = None) -> None:
+    """Register a method family. ``pattern`` must match the whole name (e.g. ``int([2-8])-rtn``).
+
+    ``readable`` (the pattern as a person writes it) and ``example`` (a name it accepts) default to
+    ones read off simple patterns: ``int([2-8])-rtn([-+].*)?`` -> ``int<2-8>-rtn[<mods>]``, ``int8-rtn``."""
+    regex = re.compile(pattern)
+    readable = readable or _readable(pattern)
+    example = example or _example(pattern)
+    if readable is None or example is None:
+        raise ValueError(f"method pattern {pattern!r}: pass readable= and example=, they cannot be derived")
+    if not regex.fullmatch(example):
+        raise ValueError(f"method pattern {pattern!r} does not match its example {example!r}")
+    _METHOD_FAMILIES.append(MethodFamily(regex, factory, summary, readable, example))
+
+
+def _split_mods(pattern: str) -> tuple[str, bool]:
+    return (pattern[:-len(_MODS)], True) if pattern.endswith(_MODS) else (pattern, False)
+
+
+def _readable(pattern: str) -> str | None:
+    body, mods = _split_mods(pattern)
+    body = _RANGE.sub(lambda m: f"<{m.group(1) or m.group(3)}-{m.group(2) or m.group(4)}>", body)
+    return None if _REGEX_CHARS.search(body) else body + ("[<mods>]" if mods else "")
+
+
+def _example(pattern: str) -> str | None:
+    body, _ = _split_mods(pattern)
+    body = _RANGE.sub(lambda m: m.group(2) or m.group(4), body)  # the range's top: int8-rtn
+    return None if _REGEX_CHARS.search(body) else body
 
 
 def get_method(name: str) -> "Method":
     _load_builtins()
     if name in _METHOD_CACHE:
         return _METHOD_CACHE[name]
-    for regex, factory, _ in _METHOD_FAMILIES:
-        match = regex.fullmatch(name)
+    for family in _METHOD_FAMILIES:
+        match = family.regex.fullmatch(name)
         if match:
-            method = factory(match)
+            method = family.factory(match)
             _METHOD_CACHE[name] = method
             return method
     raise MethodError(f"unknown method {name!r}; run 'pgc methods' to list the available ones")
 
 
-def method_families() -> list[tuple[str, str]]:
-    """(pattern, one-line summary) for every registered family, in registration order."""
+def method_families() -> list[MethodFamily]:
+    """Every registered family, in registration order."""
     _load_builtins()
-    return [(regex.pattern, summary) for regex, _, summary in _METHOD_FAMILIES]
+    return list(_METHOD_FAMILIES)
 
 
 def register_candidates(fn: Callable) -> None:

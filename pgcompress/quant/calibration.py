@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pgcompress.errors import DataError
-from pgcompress.progress import progress_bar
+from pgcompress.progress import progress_bar, progress_counter
 from pgcompress.quant import calib_model
 from pgcompress.quant.calib_stats import CalibStats, collect_stats
 from pgcompress.quant.hessians import HessianCollector
@@ -107,22 +107,27 @@ def _forward(model: nn.Module, x: torch.Tensor) -> None:
 @torch.no_grad()
 def selfgen_tokens(model: nn.Module, n_seqs: int, seq_len: int, temperature: float = 1.0, seed: int = 1337,
                    batch_seqs: int = 64, bos: int = BOS_ID, progress: bool = False) -> torch.Tensor:
-    """Sample n_seqs sequences of seq_len tokens (the first is BOS): [n, seq_len] int64."""
+    """Sample n_seqs sequences of seq_len tokens (the first is BOS): [n, seq_len] int64.
+
+    The progress bar counts sampled tokens (n_seqs * (seq_len - 1)): one batch of sequences can
+    take minutes, so it advances at every position, not once per batch."""
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
     out = []
-    for b0 in progress_bar(range(0, n_seqs, batch_seqs), "self-generate", enabled=progress):
-        B = min(batch_seqs, n_seqs - b0)
-        toks = torch.full((B, seq_len), bos, dtype=torch.long, device=device)
-        step = _cached_stepper(model, B, seq_len) if _is_reference_gpt(model) else None
-        for pos in range(seq_len - 1):
-            if step is not None:
-                logits = step(toks[:, pos], pos)
-            else:
-                logits = calib_model.next_token_logits(model, toks[:, :pos + 1])
-            probs = torch.softmax(logits.float() / temperature, dim=-1)
-            toks[:, pos + 1] = torch.multinomial(probs, 1, generator=gen)[:, 0]
-        out.append(toks.cpu())
+    with progress_counter("self-generate", n_seqs * (seq_len - 1), unit="tok", enabled=progress) as bar:
+        for b0 in range(0, n_seqs, batch_seqs):
+            B = min(batch_seqs, n_seqs - b0)
+            toks = torch.full((B, seq_len), bos, dtype=torch.long, device=device)
+            step = _cached_stepper(model, B, seq_len) if _is_reference_gpt(model) else None
+            for pos in range(seq_len - 1):
+                if step is not None:
+                    logits = step(toks[:, pos], pos)
+                else:
+                    logits = calib_model.next_token_logits(model, toks[:, :pos + 1])
+                probs = torch.softmax(logits.float() / temperature, dim=-1)
+                toks[:, pos + 1] = torch.multinomial(probs, 1, generator=gen)[:, 0]
+                bar.update(B)
+            out.append(toks.cpu())
     return torch.cat(out)
 
 
