@@ -23,6 +23,7 @@ from pgcompress.errors import BudgetError
 from pgcompress.pack import assemble
 
 ROUNDS = 10
+POLISH_ROUNDS = 3  # re-allocations from the best artifact's measured rates, after the rounds
 # What the preamble and the header's fixed part cost beyond the tensors' shares (measured: ~60 B).
 HEADER_FIXED = 256
 DECODER_GUESS = 15_000  # minified decoder of a GPTQ/LQER + rans-ctx artifact: 14.5 KB (bench/results/decoder.md)
@@ -50,6 +51,7 @@ class Solution:
     rounds: int = 0  # the round whose artifact this is (0: the uniform guard's)
     history: list = field(default_factory=list)  # (capacity, counted total) per round
     calibration: str = ""  # what the distortion was computed from
+    choice: list = field(default_factory=list, repr=False)  # the table's Candidate per tensor
 
     @property
     def model_bytes(self) -> int:
@@ -81,27 +83,14 @@ def solve(table: CandidateTable, state_dict: dict[str, torch.Tensor], budget: in
     decoder_guess = DECODER_GUESS if accounting.mode == "self-contained" else 0
     capacity = budget - 1 - accounting.code_bytes - decoder_guess - HEADER_FIXED
     tolerance = max(64, budget // 10_000)  # stop once the headroom is under 0.01% of the budget
-    best: Solution | None = None
-    seen: dict[tuple, int] = {}  # choice -> its counted total
-    history = []
-    lo = hi = None  # largest capacity known to fit, smallest known to overshoot
+    run = _Rounds(table, state_dict, budget, accounting, codec, submittable, cache)
+    lo = hi = None  # largest capacity known to fit, smallest known to overshoot (on today's rates)
     for _ in range(ROUNDS):
-        choice = allocate(table, capacity)
-        if choice is None:
+        total, changed = run.round(capacity)
+        if total is None:
             break
-        cands = _candidates(table, choice)
-        key = tuple(c.method for c in cands)
-        if key not in seen:
-            data = _assemble(table, state_dict, cands, budget, codec, submittable, cache)
-            counted = accounting.count(data)
-            seen[key] = counted.code_bytes + len(data)
-            history.append((capacity, seen[key]))
-            if seen[key] < budget:
-                dist = float(sum(c.dist for c in cands))
-                if best is None or dist < best.predicted:
-                    best = _solution(table, cands, data, budget, counted, len(history))
-            _refine(table, cands, data)
-        total = seen[key]
+        if changed:
+            lo = hi = None  # rates were refined: capacities measured before are no bracket any more
         step = budget - 1 - total  # move the capacity by what the real total missed the budget by
         if total < budget:
             lo = capacity if lo is None else max(lo, capacity)
@@ -109,8 +98,6 @@ def solve(table: CandidateTable, state_dict: dict[str, torch.Tensor], budget: in
                 break
         else:
             hi = capacity if hi is None else min(hi, capacity)
-            if lo is not None and lo >= hi - tolerance:
-                lo = None  # measured on rates since refined: no longer a bracket
         nxt = capacity + step
         if (hi is not None and nxt >= hi) or (lo is not None and nxt <= lo):
             if lo is None or hi is None:
@@ -120,6 +107,8 @@ def solve(table: CandidateTable, state_dict: dict[str, torch.Tensor], budget: in
         if lo is not None and hi is not None and hi - lo <= tolerance // 4:
             break
         capacity = nxt
+    best = run.polish(tolerance)
+    history = run.history
     best = _uniform_guard(table, state_dict, budget, accounting, codec, submittable, cache, best)
     if best is not None:
         best.history = history
@@ -132,13 +121,67 @@ def solve(table: CandidateTable, state_dict: dict[str, torch.Tensor], budget: in
     return best
 
 
-def _refine(table: CandidateTable, cands: list[Candidate], data: bytes) -> None:
+class _Rounds:
+    """Allocate at a capacity, write, count; keep the best artifact that fits (same inputs -> same
+    rounds -> same bytes)."""
+
+    def __init__(self, table, state_dict, budget, accounting, codec, submittable, cache):
+        self.table, self.state_dict, self.budget, self.accounting = table, state_dict, budget, accounting
+        self.codec, self.submittable, self.cache = codec, submittable, cache
+        self.best: Solution | None = None
+        self.seen: dict[tuple, int] = {}  # choice -> its counted total
+        self.history: list[tuple[int, int]] = []  # (capacity, counted total) per artifact written
+
+    def round(self, capacity: int) -> tuple[int | None, bool]:
+        """(counted total of the allocation at ``capacity``, whether any rate was refined); total
+        None when nothing fits the capacity."""
+        choice = allocate(self.table, capacity)
+        if choice is None:
+            return None, False
+        cands = _candidates(self.table, choice)
+        key = tuple(c.method for c in cands)
+        if key in self.seen:
+            return self.seen[key], False
+        data = _assemble(self.table, self.state_dict, cands, self.budget, self.codec, self.submittable, self.cache)
+        counted = self.accounting.count(data)
+        total = self.seen[key] = counted.code_bytes + len(data)
+        self.history.append((capacity, total))
+        if total < self.budget:
+            dist = float(sum(c.dist for c in cands))
+            if self.best is None or dist < self.best.predicted:
+                self.best = _solution(self.table, cands, data, self.budget, counted, len(self.history))
+        return total, _refine(self.table, cands, data)
+
+    def polish(self, tolerance: int) -> Solution | None:
+        """Spend what the best artifact left: allocate again at its own measured rates plus its
+        headroom (only its upgrades cost estimated bytes), pulling back by any overshoot."""
+        for _ in range(POLISH_ROUNDS):
+            best = self.best
+            if best is None or best.headroom < tolerance:
+                break
+            capacity = sum(c.rate for c in best.choice) + best.headroom
+            for _ in range(2):
+                total, _ = self.round(capacity)
+                if total is None or total < self.budget:
+                    break
+                capacity -= total - self.budget + 1 + tolerance // 4
+            if self.best is best:
+                break
+        return self.best
+
+
+def _refine(table: CandidateTable, cands: list[Candidate], data: bytes) -> bool:
     """Replace the chosen candidates' estimated rates by the bytes the artifact gave them (streams
-    + header share), so the next allocation sees exact numbers where it spends them."""
+    + header share), so the next allocation sees exact numbers where it spends them. True if any
+    rate changed."""
     sizes = {t.name: t.stored_bytes for t in fmt.parse(data).tensors}
+    changed = False
     for row, c in zip(table.rows, cands):
         if not c.exact:
-            row.measured(c, sizes[row.name] + header_share(row.name, row.shape, c.enc))
+            rate = sizes[row.name] + header_share(row.name, row.shape, c.enc)
+            changed |= rate != c.rate
+            row.measured(c, rate)
+    return changed
 
 
 def uniform_choice(table: CandidateTable, method: str) -> list[Candidate] | None:
@@ -186,4 +229,5 @@ def _solution(table, choice, data, budget, counted, rounds) -> Solution:
     for row, c in zip(table.rows, cands):
         tensors.append(TensorChoice(row.name, row.shape, c.method, 8 * sizes[row.name] / max(1, row.numel),
                                     sizes[row.name], c.dist, row.basis))
-    return Solution(data, budget, counted, float(sum(c.dist for c in cands)), table.distortion_kind, tensors, rounds)
+    return Solution(data, budget, counted, float(sum(c.dist for c in cands)), table.distortion_kind, tensors, rounds,
+                    choice=cands)

@@ -173,11 +173,20 @@ def _on_cpu(result):
     return codes.cpu(), G.QParams(qp.scale.cpu(), zero), extra
 
 
+GROUP_CANDIDATE = 64
+
+
 def gptq_candidates(kind: TensorKind) -> list[str]:
-    """Budget-solver candidates: every bit width, and LQER on the low ones (it reuses the GPTQ codes)."""
+    """Budget-solver candidates: every bit width; LQER ranks 4 and 16 on the low ones (they reuse the
+    GPTQ codes, so they cost no GPTQ run); groups of 64 columns at 2 and 3 bits, where one scale per
+    row costs the most (one more GPTQ run each, only where the columns divide)."""
     if not (kind.is_matrix and kind.has_hessian):
         return []
-    return [f"int{b}-gptq" for b in range(2, 9)] + [f"int{b}-gptq+lqer" for b in range(2, 7)]
+    names = [f"int{b}-gptq" for b in range(2, 9)] + [f"int{b}-gptq+lqer" for b in range(2, 7)]
+    names += [f"int{b}-gptq+lqer-r16" for b in range(2, 5)]
+    if kind.shape[-1] % GROUP_CANDIDATE == 0 and kind.shape[-1] > GROUP_CANDIDATE:
+        names += [f"int{b}-gptq-g{GROUP_CANDIDATE}" for b in (2, 3)]
+    return names
 
 
 register_candidates(gptq_candidates)
