@@ -93,3 +93,53 @@ def test_compiled_forward_is_bit_identical():
     assert torch.equal(bits(compiled_w), bits(unpacked["blocks.1.mlp.fc.weight"]))
     # the forward's other ops may be fused differently: the logits only need to be close
     assert torch.allclose(compiled, eager, atol=1e-2, rtol=1e-2)
+
+
+def test_tied_embedding_is_fake_quantized_for_lookup_and_head():
+    spec = "int6-rtn,tok_emb.weight=int8-ref"
+    model = build_model(state_dict(seed=4))
+    assert "tok_emb.weight" not in prepare_qat(build_model(state_dict(seed=4)), spec)  # opt-in
+    plan = prepare_qat(model, spec, embeddings=True)
+    assert plan["tok_emb.weight"] == "int8-ref" and model.lm_head is None  # tied: the head is tok_emb
+    param = model.tok_emb._parameters["weight"]
+    assert [p is param for p in model.parameters()].count(True) == 1  # the optimizer sees the parameter
+    unpacked = pgcompress.unpack(pgcompress.pack(model.state_dict(), method=spec, codec="zlib"))
+    assert torch.equal(bits(model.tok_emb.weight), bits(unpacked["tok_emb.weight"]))
+    # the forward (lookup and head) equals the plain model holding the unpacked weights, and the
+    # straight-through gradient reaching the parameter equals that model's gradient
+    plain = build_model(unpacked)
+    x = torch.randint(0, 1100, (2, 16), generator=torch.Generator().manual_seed(5))
+    qat_logits, plain_logits = model.forward_logits(x), plain.forward_logits(x)
+    assert torch.equal(qat_logits, plain_logits)
+    g = torch.randn(qat_logits.shape, generator=torch.Generator().manual_seed(6))
+    (qat_logits.float() * g).sum().backward()
+    (plain_logits.float() * g).sum().backward()
+    assert torch.allclose(param.grad.float(), plain.tok_emb.weight.grad.float(), rtol=1e-5, atol=1e-6)
+    strip_qat(model)
+    assert type(model.tok_emb) is torch.nn.Embedding and model.tok_emb.weight is param
+
+
+@pytest.mark.parametrize("spec", ["int6-rtn", "int5-sdclip,tok_emb.weight=int8-sdclip-k20"])
+def test_embeddings_opt_in_forward_equals_unpacked_model(spec):
+    model = build_model(state_dict(seed=8))
+    plan = prepare_qat(model, spec, embeddings=True)
+    unpacked = pgcompress.unpack(pgcompress.pack(model.state_dict(), method=spec, codec="zlib"))
+    modules = dict(model.named_modules())
+    for key in plan:
+        assert torch.equal(bits(modules[key[: -len(".weight")]].qat_weight()), bits(unpacked[key])), key
+    x = torch.randint(0, 1100, (2, 16), generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        assert torch.equal(model.forward_logits(x), build_model(unpacked).forward_logits(x))
+
+
+def test_int8_ref_fake_quant_does_not_copy_to_the_cpu(monkeypatch):
+    from pgcompress.quant.int8_ref import quantize_rows
+
+    w = torch.randn(16, 300) * 0.02
+    expected = (lambda q, s: q.float() * s.float()[:, None])(*quantize_rows(w))
+
+    def no_copy(self, *a, **k):
+        raise AssertionError("int8-ref fake-quant copied a tensor to the CPU")
+
+    monkeypatch.setattr(torch.Tensor, "cpu", no_copy)
+    assert torch.equal(fake_quant(w, "int8-ref"), expected)

@@ -35,3 +35,28 @@ def test_candidates_come_from_shape_and_dtype_not_names():
     assert candidate_methods(TensorKind("ids", (300,), torch.int64)) == ["raw"]
     small = candidate_methods(TensorKind("g", (512,), torch.float32))
     assert "raw" in small and not any(m.startswith("int") for m in small)
+
+
+def test_solver_candidates_span_group_sizes_and_lqer_ranks_and_all_parse():
+    """Issue #17: group sizes and LQER ranks are candidates; every candidate name is a real method that
+    quantizes the tensor it was offered for (a group that does not divide the columns is not offered)."""
+    import re
+
+    import torch
+
+    from pgcompress.quant.base import QuantContext, TensorKind
+    from pgcompress.registry import candidate_methods, get_method
+
+    names = candidate_methods(TensorKind("w", (64, 128), torch.float32, True))
+    assert {"int2-gptq-g64", "int3-gptq-g64", "int2-gptq+lqer", "int2-gptq+lqer-r16"} <= set(names)
+    ragged = candidate_methods(TensorKind("w", (64, 100), torch.float32, True))
+    assert not any(re.search(r"-g\d", m) for m in ragged) and "int2-gptq+lqer-r16" in ragged
+    w = torch.randn(64, 100)
+    X = torch.randn(400, 100)
+    ctx = QuantContext({"w": X.T @ X / 400})
+    for m in ragged:
+        enc = get_method(m).quantize("w", w, ctx)
+        back = get_method(m).dequantize(enc, (64, 100), torch.float32)
+        assert back.shape == w.shape and torch.isfinite(back).all(), m
+        if "lqer-r16" in m:
+            assert enc.params["lqer_rank"] == 16
