@@ -28,11 +28,64 @@ class _RegistryMethods:
 REGISTRY_METHODS = _RegistryMethods()
 
 
-def unpack(data: bytes, source: str = "artifact") -> dict[str, torch.Tensor]:
+class _DeviceMethods(_RegistryMethods):
+    """As the registry, but integer-grid tensors (no LQER) are dequantized on ``device``: their codes
+    travel bit-packed (b bits a code, ``kernels.packing``) and ``kernels.dequant_packed`` expands
+    them there (Triton on CUDA, its torch reference elsewhere; bit-exact with the grid either way).
+    Everything else is dequantized as usual and moved."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def get(self, name):
+        fn = super().get(name)
+        if fn is None:
+            return None
+
+        def on_device(m, params, streams, shape, dtype):
+            if _packable(m, params):
+                return _grid_on_device(m, params, streams, tuple(shape), dtype, self.device)
+            return fn(m, params, streams, shape, dtype).to(self.device)
+        return on_device
+
+
+def _packable(method: str, params: dict) -> bool:
+    return method.startswith("int") and method[3:4].isdigit() and "lqer_rank" not in params and "bits" in params
+
+
+def _grid_on_device(method, params, streams, shape, dtype, device):
+    import numpy as np
+
+    from pgcompress.kernels.dequant import dequant_packed
+    from pgcompress.kernels.packing import pack_codes
+    from pgcompress.quant.grid import matrix_dims
+    from pgcompress.quant.intn import grid_check
+
+    out, cols = matrix_dims(shape)
+    grid_check(method, params, streams, out, cols)  # the same checks as the CPU path, before any allocation
+    codes = torch.from_numpy(np.ascontiguousarray(streams["q"]).reshape(out, cols).copy())
+    raw = np.ascontiguousarray(streams["scale"])
+    if params["scale_dtype"] == "bf16":
+        scale = torch.from_numpy(raw.view(np.int16).copy()).view(torch.bfloat16)
+    else:
+        scale = torch.from_numpy(raw.copy())
+    zero = torch.from_numpy(np.ascontiguousarray(streams["zero"]).copy()) if "zero" in streams else None
+    bits = params["bits"]
+    packed = pack_codes(codes, bits).to(device)
+    scale = scale.to(device)
+    zero = None if zero is None else zero.to(device)
+    w = dequant_packed(packed, bits, cols, scale, zero, params["group"], out_dtype=torch.float32)
+    return w.to(dtype).reshape(shape)
+
+
+def unpack(data: bytes, source: str = "artifact", device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
     """Decode every stream, verify its checksum, and dequantize every tensor, in header order.
 
+    device: where the tensors are made (None: the CPU, with the methods' own dequantize; given:
+    integer-grid tensors are dequantized there from bit-packed codes, identical values).
     Any problem with the bytes raises FormatError naming ``source``, the tensor and the stream."""
-    return fmt.decode_artifact(data, source, fmt.REGISTRY_CODECS, REGISTRY_METHODS)
+    methods = REGISTRY_METHODS if device is None else _DeviceMethods(torch.device(device))
+    return fmt.decode_artifact(data, source, fmt.REGISTRY_CODECS, methods)
 
 
 def decode_tensor(data: bytes, rec: fmt.TensorRecord, source: str = "artifact") -> torch.Tensor:

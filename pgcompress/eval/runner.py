@@ -97,8 +97,9 @@ def clean_label(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", label)
 
 
-def load_weights(path: Path) -> Weights:
-    """An artifact (dequantized with unpack) or a checkpoint, with its eval label and file size."""
+def load_weights(path: Path, device: torch.device | None = None) -> Weights:
+    """An artifact (dequantized with unpack, on ``device`` when given: the packed-dequant kernels on
+    CUDA) or a checkpoint, with its eval label and file size."""
     from pgcompress import format as fmt
     from pgcompress import load_checkpoint, read_header, unpack
 
@@ -108,7 +109,7 @@ def load_weights(path: Path) -> Weights:
     data = path.read_bytes()
     if fmt.is_artifact(data):
         label = read_header(data, str(path)).get("label") or "artifact"
-        return Weights(unpack(data, str(path)), "artifact", clean_label(label), len(data))
+        return Weights(unpack(data, str(path), device=device), "artifact", clean_label(label), len(data))
     # The reference's final_model.int8.ptz loads dequantized; keep the reference's own label.
     label = "int8_zlib" if path.suffix == ".ptz" else "raw"
     return Weights(load_checkpoint(path), "checkpoint", label, len(data))
@@ -137,7 +138,7 @@ def evaluate_files(paths: list[Path], opts: EvalOptions, device_kind: str) -> li
     loop_cfg = LoopConfig(opts.seq_len, opts.batch_tokens, opts.stride, opts.progress and ctx.is_main)
     results = []
     for path in paths:
-        weights = load_weights(path)
+        weights = load_weights(path, ctx.device if ctx.device.type == "cuda" else None)
         model, vocab = _build(weights, opts, str(path))
         _check_vocab(vocab, int(sp.vocab_size()), max_id, path, opts)
         tables = build_byte_tables(sp, vocab)
