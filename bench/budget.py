@@ -123,6 +123,9 @@ def main() -> None:
     ap.add_argument("--steps-24m", type=int, default=60)
     ap.add_argument("--check-tokens", type=int, default=131_072,
                     help="re-evaluate the solver's sweep artifacts on this many tokens (0: skip)")
+    ap.add_argument("--reuse", default="",
+                    help="comma-separated sections kept from the existing budget.json instead of re-measured: "
+                         "singles (single-tensor proxy check), m24 (the trained 24M model)")
     ap.add_argument("--timing-only", action="store_true",
                     help="only the solver-time ratio, to bench/results/budget_time.{md,json}")
     args = ap.parse_args()
@@ -135,7 +138,8 @@ def main() -> None:
                        max_tokens=max_tokens, device="cpu")
     calib = CalibConfig(shards=TRAIN, seqs=64)
     sd = pgcompress.load_checkpoint(CKPT)
-    out: dict = {"machine": machine, "max_tokens": max_tokens, "calibration": "64 x 1024 train-shard windows"}
+    out: dict = {"machine": machine, "max_tokens": max_tokens, "calibration": "64 x 1024 train-shard windows",
+                 "measured_in": f"{time.strftime('%Y-%m-%d')} run, {machine}"}
 
     uniform_s = timed_uniform_int6(sd, calib)
     t = time.perf_counter()
@@ -149,7 +153,8 @@ def main() -> None:
                      "fresh_rounds": len(sol16.history)}
     if args.quick:
         args.check_tokens = 0
-    print(f"timing: uniform int6 {uniform_s:.0f}s, solver {prepare_s:.0f}+{solve_s:.0f}s", flush=True)
+    print(f"timing: uniform int6 {uniform_s:.0f}s, solver {prepare_s:.0f}+{solve_s:.0f}s, fresh 16 MB headroom "
+          f"{sol16.headroom:,} B after {len(sol16.history)} artifacts", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         rows, raw = run_sweep(CKPT, sd, budgets + [REF_BYTES], prepared, Path(tmp), opts)
@@ -176,12 +181,23 @@ def main() -> None:
                               "best_uniform_that_fits": None if best_uniform is None else asdict(best_uniform)}
     out["proxy_spearman_sweep"] = spearman([r.predicted for r in rows], [r.gap for r in rows])
 
-    names = [n for n in sd if sd[n].numel() > 65_536][:: 4 if not args.quick else 9]
-    singles = single_tensor_changes(sd, prepared, replace(opts, max_tokens=16_384), names)
-    out["single_tensor"] = singles
-    out["proxy_spearman_single"] = spearman([s["predicted"] for s in singles], [s["gap"] for s in singles])
+    reuse = set(filter(None, args.reuse.split(",")))
+    previous = json.loads((RESULTS / "budget.json").read_text()) if reuse else {}
+    out["reused"] = {}
+    if "singles" in reuse:
+        out["single_tensor"] = previous["single_tensor"]
+        out["proxy_spearman_single"] = previous["proxy_spearman_single"]
+        out["reused"]["singles"] = previous.get("measured_in", "an earlier run (commit 5058e38), same machine")
+    else:
+        names = [n for n in sd if sd[n].numel() > 65_536][:: 4 if not args.quick else 9]
+        singles = single_tensor_changes(sd, prepared, replace(opts, max_tokens=16_384), names)
+        out["single_tensor"] = singles
+        out["proxy_spearman_single"] = spearman([s["predicted"] for s in singles], [s["gap"] for s in singles])
 
-    if not args.quick:
+    if "m24" in reuse:
+        out["model_24m"] = previous["model_24m"]
+        out["reused"]["m24"] = previous.get("measured_in", "an earlier run (commit 5058e38), same machine")
+    elif not args.quick:
         sd24, train_info = trained_24m(args.steps_24m)
         prep24 = prepare(sd24, calib)
         res24 = []
@@ -254,7 +270,9 @@ def write_markdown(out, rows, machine) -> None:
         "",
         "| tensor | predicted | measured gap |",
         "|---|---:|---:|",
-    ] + [f"| {s['tensor']} | {s['predicted']:.3e} | {s['gap']:+.6f} |" for s in out["single_tensor"]] + [
+    ] + [f"| {s['tensor']} | {s['predicted']:.3e} | {s['gap']:+.6f} |" for s in out["single_tensor"]] + (
+        [f"", f"(Single-tensor rows kept from {out['reused']['singles']}: they do not depend on the solver.)"]
+        if "singles" in out.get("reused", {}) else []) + [
         "",
         "## Solver time (same run, same machine)",
         "",
@@ -274,6 +292,9 @@ def write_markdown(out, rows, machine) -> None:
                   "| budget | total bytes | headroom | val_bpb | gap |", "|---:|---:|---:|---:|---:|"]
         lines += [f"| {p['budget']:,} | {p['total_bytes']:,} | {p['headroom']:,} | {p['val_bpb']:.6f} | "
                   f"{p['gap']:+.6f} |" for p in m["packs"]]
+        if "m24" in out.get("reused", {}):
+            lines += ["", f"(Kept from {out['reused']['m24']}, packed by the solver before its polish rounds; the "
+                      "random-init 24M test, tests/test_budget_cli.py, checks headroom < 0.1% at both budgets.)"]
     lines += ["", "GPU: not measured here (no GPU lent to this task).", "", "Re-run: `python bench/budget.py`."]
     (RESULTS / "budget.md").write_text("\n".join(lines) + "\n")
 
