@@ -14,6 +14,10 @@ passthrough with the best submittable byte codec), plus order-0 entropies and co
 (the library's own quantizers; GPTQ calibrated on 64 train sequences): context-model entropies
 (theory), generic compressors row-major and column-major, ZPAQ, DeepCABAC, and pgcompress's coders;
 the result is added to coders.json and coders.md as a section of its own.
+
+``--artifacts int6-sdclip,int8-ref`` packs the shared checkpoint with each method (codec auto,
+submittable), generates its submission decoder and times ``decode(data)`` in a child process with one
+thread (wall and CPU seconds, best of 3), checking the result against ``unpack`` bit for bit.
 """
 
 from __future__ import annotations
@@ -137,8 +141,8 @@ def timed(fn, repeat=3):
 
 def code_streams(items, slow: bool) -> dict:
     """Per stream: the coded size with each codec for the codes; best submittable for the rest."""
-    per_codec = {"rans": 0, "rans-ctx": 0, "bitpack": 0, "brotli (per stream)": 0}
-    times = {"rans": [0.0, 0.0], "rans-ctx": [0.0, 0.0]}
+    per_codec = {"rans": 0, "rans-ctx": 0, "rans-ctx2": 0, "bitpack": 0, "brotli (per stream)": 0}
+    times = {"rans": [0.0, 0.0], "rans-ctx": [0.0, 0.0], "rans-ctx2": [0.0, 0.0]}
     rows, other, entropy_tensor, auto = [], 0, 0.0, 0
     for name, role, arr in items:
         if role != "q":
@@ -148,7 +152,7 @@ def code_streams(items, slow: bool) -> dict:
         flat = arr.reshape(-1)
         info0, infom = stream_info_for(flat), matrix_info(arr)
         sizes = {}
-        for codec, info in (("rans", info0), ("rans-ctx", infom), ("bitpack", info0)):
+        for codec, info in (("rans", info0), ("rans-ctx", infom), ("rans-ctx2", infom), ("bitpack", info0)):
             c = get_codec(codec)
             blob, te = timed(lambda: c.encode(flat, info), 1)
             out, td = timed(lambda: c.decode(blob, info), 3 if codec != "bitpack" else 1)
@@ -166,8 +170,8 @@ def code_streams(items, slow: bool) -> dict:
         table = _rans_table_bytes(get_codec("rans").encode(flat, info0), a)
         rows.append({"tensor": name, "shape": list(arr.shape), "entropy": round(ent), "table": table,
                      "rans": sizes["rans"], "vs_entropy_plus_table": sizes["rans"] / (ent + table) - 1,
-                     "rans-ctx": sizes["rans-ctx"]})
-        auto += min(sizes["rans"], sizes["rans-ctx"], sizes["bitpack"])
+                     "rans-ctx": sizes["rans-ctx"], "rans-ctx2": sizes["rans-ctx2"]})
+        auto += min(sizes.values())
     if not slow:
         per_codec.pop("brotli (per stream)")
     return {"codes": per_codec, "other_streams": other, "entropy_per_tensor": entropy_tensor,
@@ -179,6 +183,147 @@ def _rans_table_bytes(blob: bytes, a: int) -> int:
 
     pos = read_uvarint(blob, read_uvarint(blob, 0)[1])[1]
     return read_uvarints(blob, pos, a)[1]
+
+
+_TIMER_CHILD = r"""
+import importlib.util, os, sys, time
+import torch
+torch.set_num_threads(1)
+spec = importlib.util.spec_from_file_location("decode_artifact", sys.argv[1])
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+data = open(sys.argv[2], "rb").read()
+for _ in range(3):
+    w, c = time.perf_counter(), time.process_time()
+    mod.decode(data)
+    print(time.perf_counter() - w, time.process_time() - c, flush=True)
+"""
+
+
+def _with_rans_ctx(data: bytes, container) -> bytes:
+    """The same artifact with every rans-ctx2 stream re-encoded with rans-ctx (header otherwise as is)."""
+    from pgcompress import format as fmt
+
+    entries, blobs = [], []
+    for tdict, tensor in zip(container.header["tensors"], container.tensors):
+        tdict = dict(tdict, streams=[])
+        for st in tensor.streams:
+            blob = data[st.offset:st.offset + st.size]
+            entry = dict(st.entry)
+            if st.codec == "rans-ctx2":
+                shaped = dataclasses.replace(st.info, shape=tuple(tensor.shape))
+                blob = get_codec("rans-ctx").encode(get_codec("rans-ctx2").decode(blob, shaped), shaped)
+                entry.update(codec="rans-ctx", size=len(blob), crc=zlib.crc32(blob))
+            tdict["streams"].append(entry)
+            blobs.append(blob)
+        entries.append(tdict)
+    return fmt.build({k: v for k, v in container.header.items() if k != "tensors"}, entries, blobs)
+
+
+def _time_decoders(variants: dict[str, tuple[bytes, str]], rounds: int = 2) -> dict[str, tuple[float, float]]:
+    """Best (wall, CPU) seconds of decode(data) per variant, in a child with one thread; the variants
+    take turns, so they share the machine's load."""
+    import os
+
+    best: dict[str, tuple[float, float]] = {}
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        (d / "timer.py").write_text(_TIMER_CHILD)
+        for i, (label, (data, src)) in enumerate(variants.items()):
+            (d / f"a{i}.pgc").write_bytes(data)
+            (d / f"a{i}.py").write_text(src)
+        for _ in range(rounds):
+            for i, label in enumerate(variants):
+                r = subprocess.run([sys.executable, str(d / "timer.py"), str(d / f"a{i}.py"), str(d / f"a{i}.pgc")],
+                                   capture_output=True, text=True, check=True, env=env)
+                runs = [tuple(map(float, line.split())) for line in r.stdout.strip().splitlines()]
+                w, c = min(w for w, _ in runs), min(c for _, c in runs)
+                old = best.get(label, (w, c))
+                best[label] = (min(w, old[0]), min(c, old[1]))
+    return best
+
+
+def artifact_decode(sd: dict, methods: list[str], keep: Path | None) -> dict:
+    """Pack each method (auto codecs, submittable), generate the decoder, check it against unpack
+    in a child where pgcompress cannot be imported, and time it (one thread) next to the same
+    artifact with rans-ctx in place of rans-ctx2; sizes of the streams by codec."""
+    import pgcompress
+    from pgcompress import format as fmt
+    from pgcompress.submission.decoder import build_decoder
+    from pgcompress.submission.isolated import run_isolated
+    from pgcompress.submission.wrap import wrap_source
+
+    out = {}
+    for method in methods:
+        t = time.perf_counter()
+        data = pgcompress.pack(sd, method=method, submittable=True)
+        pack_s = time.perf_counter() - t
+        container = fmt.parse(data, method)
+        by_codec: dict[str, list[int]] = {}
+        for tensor in container.tensors:
+            for st in tensor.streams:
+                n_b = by_codec.setdefault(st.codec, [0, 0])
+                n_b[0] += 1
+                n_b[1] += st.size
+        src = build_decoder(data)
+        old = _with_rans_ctx(data, container)
+        src_old = build_decoder(old)
+        exact = True
+        for blob, code in ((data, src), (old, src_old)):
+            got, _ = run_isolated(code, blob)
+            want = pgcompress.unpack(blob)
+            exact &= list(got) == list(want) and all(
+                torch.equal(got[k].reshape(-1).view(torch.uint8), want[k].reshape(-1).view(torch.uint8)) for k in want)
+        if keep:
+            keep.mkdir(parents=True, exist_ok=True)
+            (keep / f"{method}.pgc").write_bytes(data)
+            (keep / f"{method}_decoder.py").write_text(src)
+        times = _time_decoders({"new": (data, src), "old": (old, src_old)})
+        out[method] = {"artifact_bytes": len(data), "pack_s": pack_s, "streams_by_codec": by_codec,
+                       "decoder_bytes": len(src.encode()),
+                       "decoder_wrapped_bytes": wrap_source(src, "decode_artifact.py").counted_bytes,
+                       "decode_wall_s": times["new"][0], "decode_cpu_s": times["new"][1],
+                       "artifact_bytes_with_rans_ctx": len(old),
+                       "decoder_bytes_with_rans_ctx": len(src_old.encode()),
+                       "decoder_wrapped_bytes_with_rans_ctx": wrap_source(src_old, "decode_artifact.py").counted_bytes,
+                       "decode_wall_s_with_rans_ctx": times["old"][0], "decode_cpu_s_with_rans_ctx": times["old"][1],
+                       "bit_exact": bool(exact)}
+        print(method, out[method], flush=True)
+    return out
+
+
+def artifacts_md(res: dict, machine: str) -> list[str]:
+    lines = ["# Whole-artifact decode with the generated submission decoder (bench/coders.py --artifacts)", "",
+             f"Machine: {machine}", "",
+             "The shared checkpoint packed with `pgcompress.pack(method=..., submittable=True)` (codec auto: "
+             "the smallest submittable codec per stream), its decoder generated by `build_decoder` (minified), "
+             "then `decode(data)` timed in a child process with torch, OpenMP and MKL at one thread: best of 3, "
+             "wall clock and the process's CPU time (the machine is shared, so wall time includes waiting "
+             "for a core; CPU time does not). 'same as unpack': the generated decoder's tensors, compared "
+             "bit for bit, from a second child where pgcompress cannot be imported.", "",
+             "| method | artifact bytes | code streams by codec (streams, bytes) | decoder bytes (minified) | "
+             "decoder bytes (wrapped alone) | decode wall s | decode CPU s | same as unpack |",
+             "|---|---:|---|---:|---:|---:|---:|---|"]
+    for method, r in res.items():
+        codecs = "; ".join(f"{k}: {v[0]}, {v[1]:,}" for k, v in sorted(r["streams_by_codec"].items()))
+        lines.append(f"| {method} | {r['artifact_bytes']:,} | {codecs} | {r['decoder_bytes']:,} | "
+                     f"{r['decoder_wrapped_bytes']:,} | {r['decode_wall_s']:.2f} | {r['decode_cpu_s']:.2f} | "
+                     f"{'bit for bit' if r['bit_exact'] else 'NO'} |")
+    lines += ["", "The same artifacts with rans-ctx in place of rans-ctx2 (each such stream re-encoded with "
+              "rans-ctx, the rest and the header as packed; its own generated decoder, also checked bit for bit; "
+              "the two artifacts' decodes timed taking turns, so they share the machine's load):", "",
+              "| method | artifact bytes | with rans-ctx | change | decoder bytes (minified / wrapped alone) "
+              "with rans-ctx | decode wall / CPU s | with rans-ctx |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for method, r in res.items():
+        if "artifact_bytes_with_rans_ctx" in r:
+            old, new = r["artifact_bytes_with_rans_ctx"], r["artifact_bytes"]
+            t_old = (f"{r['decode_wall_s_with_rans_ctx']:.2f} / {r['decode_cpu_s_with_rans_ctx']:.2f}"
+                     if "decode_cpu_s_with_rans_ctx" in r else "not timed")
+            lines.append(f"| {method} | {new:,} | {old:,} | {new - old:+,} B ({new / old - 1:+.2%}) | "
+                         f"{r['decoder_bytes_with_rans_ctx']:,} / {r['decoder_wrapped_bytes_with_rans_ctx']:,} | "
+                         f"{r['decode_wall_s']:.2f} / {r['decode_cpu_s']:.2f} | {t_old} |")
+    return lines + [""]
 
 
 def write_md(results: dict, path: Path) -> None:
@@ -206,8 +351,8 @@ def write_md(results: dict, path: Path) -> None:
         lines.append(f"| **pgcompress auto** | **{r['pgcompress_total']:,}** | "
                      f"**{r['pgcompress_total'] / best - 1:+.2%}** |")
         t = r["times_s"]
-        lines += ["", f"Times (all code streams): rans encode {t['rans'][0]:.2f} s, decode {t['rans'][1]:.2f} s; "
-                  f"rans-ctx encode {t['rans-ctx'][0]:.2f} s, decode {t['rans-ctx'][1]:.2f} s.", ""]
+        lines += ["", "Times (all code streams): " + "; ".join(
+            f"{k} encode {v[0]:.2f} s, decode {v[1]:.2f} s" for k, v in t.items()) + ".", ""]
     r = results["payloads"].get("int8-ref")
     if r:
         lines += ["## Per-stream: order-0 rans vs entropy + table (int8-ref codes)", "",
@@ -220,7 +365,24 @@ def write_md(results: dict, path: Path) -> None:
         worst = max(row["vs_entropy_plus_table"] for row in r["per_stream"])
         lines += ["", f"Worst stream: {worst:+.3%} (target: within 0.5%)."]
     if "code_sets" in results:
-        lines += [""] + coders_codes.markdown(results["code_sets"], results.get("code_sets_machine", "not recorded"))
+        machine = results.get("code_sets_machine", "not recorded")
+        if "code_sets_pgcompress_machine" in results:
+            machine += (f" (pgcompress rows and byte breakdowns re-measured with --add-pgcompress on: "
+                        f"{results['code_sets_pgcompress_machine']})")
+        lines += [""] + coders_codes.markdown(results["code_sets"], machine)
+    if "artifacts" in results:
+        lines += [""] + artifacts_md(results["artifacts"], results.get("artifacts_machine", "not recorded"))
+    if "artifacts_at_3072_codes_a_lane" in results:
+        earlier = results["artifacts_at_3072_codes_a_lane"]
+        lines += ["## Earlier run: rans-ctx2 at 3072 codes a lane (not shipped: slower than rans-ctx)", "",
+                  f"Machine: {earlier['machine']}", "",
+                  "| method | artifact bytes | with rans-ctx | decode wall / CPU s | with rans-ctx |",
+                  "|---|---:|---:|---:|---:|"]
+        for method, r in earlier["results"].items():
+            lines.append(f"| {method} | {r['artifact_bytes']:,} | {r['artifact_bytes_with_rans_ctx']:,} | "
+                         f"{r['decode_wall_s']:.2f} / {r['decode_cpu_s']:.2f} | "
+                         f"{r['decode_wall_s_with_rans_ctx']:.2f} / {r['decode_cpu_s_with_rans_ctx']:.2f} |")
+        lines.append("")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -238,14 +400,32 @@ def main() -> None:
     ap.add_argument("--add-deepcabac", action="store_true",
                     help="with --code-sets: only re-measure DeepCABAC and rans-ctx's byte breakdown "
                          "for the sets already in the JSON")
+    ap.add_argument("--add-pgcompress", action="store_true",
+                    help="with --code-sets: only re-measure pgcompress's coders (and their byte breakdowns) "
+                         "for the sets already in the JSON")
+    ap.add_argument("--artifacts", default=None,
+                    help="time the generated decoder on whole artifacts of these methods (int6-sdclip,int8-ref)")
     args = ap.parse_args()
     sd = torch.load(args.ckpt, map_location="cpu", weights_only=True)
+    if args.artifacts:
+        path = args.out.with_suffix(".json")
+        results = json.loads(path.read_text())
+        results["artifacts_machine"] = machine_description()
+        results["artifacts"] = artifact_decode(sd, args.artifacts.split(","), args.cache)
+        path.write_text(json.dumps(results, indent=1, sort_keys=True))
+        write_md(results, args.out.with_suffix(".md"))
+        return
     if args.code_sets:
         path = args.out.with_suffix(".json")
         results = json.loads(path.read_text()) if path.exists() else {"machine": machine_description(), "payloads": {}}
-        results["code_sets_machine"] = machine_description()
+        if args.add_pgcompress:
+            results["code_sets_pgcompress_machine"] = machine_description()
+        else:
+            results["code_sets_machine"] = machine_description()
         if args.add_deepcabac:
             coders_codes.add_deepcabac(results["code_sets"], sd, args.cache)
+        elif args.add_pgcompress:
+            coders_codes.add_pgcompress(results["code_sets"], sd, args.cache)
         else:
             results["code_sets"] = coders_codes.run(sd, args.code_sets.split(","), args.cache)
         path.write_text(json.dumps(results, indent=1, sort_keys=True))

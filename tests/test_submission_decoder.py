@@ -62,7 +62,7 @@ def handmade_artifact(codec_for_q: str) -> bytes:
     for role, arr in enc.streams.items():
         info = stream_info_for(arr)
         codec = codec_for_q if role == "q" else "planes+brotli"
-        blob = get_codec(codec).encode(arr, matrix_info(q2d) if codec == "rans-ctx" else info)
+        blob = get_codec(codec).encode(arr, matrix_info(q2d) if codec in ("rans-ctx", "rans-ctx2") else info)
         streams.append(fmt.stream_entry(role, info, codec, blob))
         blobs.append(blob)
     entry = {"name": "w", "shape": [96, 80], "dtype": "float32", "method": enc.method,
@@ -70,7 +70,7 @@ def handmade_artifact(codec_for_q: str) -> bytes:
     return fmt.build({"label": "test"}, [entry], blobs)
 
 
-@pytest.mark.parametrize("codec", ["rans-ctx", "rans", "bitpack", "lzma"])
+@pytest.mark.parametrize("codec", ["rans-ctx", "rans-ctx2", "rans", "bitpack", "lzma"])
 def test_every_submittable_codec_decodes_in_the_generated_module(codec):
     data = handmade_artifact(codec)
     src = build_decoder(data, minify=False)
@@ -127,3 +127,30 @@ def test_decoder_carries_the_library_walk_verbatim():
                fmt.dequantize_entry, fmt.load_header_json):
         assert inspect.getsource(fn) in src, fn.__name__
     assert "__name__ =" not in src
+
+
+def test_rans_ctx2_artifact_decodes_in_a_child_process(tmp_path):
+    """A whole artifact whose code matrices use rans-ctx2 (ragged, single-symbol and all-equal
+    columns included), decoded by the generated module where pgcompress cannot be imported."""
+    sd = reference_like_state_dict(seed=3, dim=64, layers=1, vocab=300)
+    w = torch.randn(1031, 64) * 0.02  # 1031 rows (prime): over 65,536 values, so quantized
+    w[:, ::4] = 0.0  # all-equal columns
+    sd["tok_emb.weight"] = w.to(torch.bfloat16)
+    data = pgcompress.pack(sd, method="int6-rtn", codec="rans-ctx2", submittable=True)
+    codecs = {s.codec for t in fmt.parse(data, "t").tensors for s in t.streams}
+    assert "rans-ctx2" in codecs
+    assert_same_state(run_isolated(tmp_path, build_decoder(data), data), pgcompress.unpack(data))
+    q = np.full((300, 220), 3, dtype=np.int8)  # a single-symbol matrix in the generated decoder
+    ns = {}
+    exec(compile(build_decoder(data, minify=False), "d.py", "exec"), ns)
+    blob = get_codec("rans-ctx2").encode(q.reshape(-1), matrix_info(q))
+    out = ns["CODECS"]["rans-ctx2"](blob, "int8", q.size, 3, 3)
+    assert np.array_equal(out, q.reshape(-1))
+    with pytest.raises(ns["CodecError"]):
+        ns["CODECS"]["rans-ctx2"](blob[:-1], "int8", q.size, 3, 3)
+    from test_coding_rans_ctx2 import hostile  # the library's hostile headers, in the generated decoder
+
+    for kwargs in ({"k": 65, "us": (16,) * 65}, {"side": (1 << 40, 0, 16, 3, 1, 0, 16, 3)}, {"tail": 17},
+                   {"lanes": 5000}, {"r": 5}):
+        with pytest.raises(ns["CodecError"]):
+            ns["CODECS"]["rans-ctx2"](hostile(**kwargs), "int8", 16, -3, 3)

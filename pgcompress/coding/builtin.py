@@ -5,3 +5,4 @@ from pgcompress.coding import bitpack  # noqa: F401
 from pgcompress.coding import byteplane  # noqa: F401
 from pgcompress.coding import rans  # noqa: F401
 from pgcompress.coding import rans_ctx  # noqa: F401
+from pgcompress.coding import rans_ctx2  # noqa: F401
