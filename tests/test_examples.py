@@ -1,4 +1,7 @@
-"""Every runnable example in examples/ runs and ends cleanly."""
+"""Every top-level runnable example in examples/ runs and ends cleanly.
+
+The scripts in examples/*/ (training scripts, submission and loop drivers) need data and a reduced
+configuration; tests/test_example_*.py run them and check their numbers."""
 
 from __future__ import annotations
 

@@ -10,9 +10,17 @@ one of two ways:
 - otherwise its ``GPT`` is built from its ``Hyperparameters`` (GPT.__init__ parameters matched by
   name), given the reference's dtype rules, and the state dict is loaded strictly.
 
-An exception raised inside the user's code (at import, in ``build_model``/``GPT(...)``, or in a
-forward run under ``user_code_errors``) becomes a one-line ``ModelError`` naming the script's
-file and line.
+Either way, a ``prepare_eval(model)`` the script defines is then called on the model (it may return
+a replacement): the place for runtime state the state dict does not carry, which the script's own
+main sets before its final eval (depth recurrence switched on, module globals such as a BOS id).
+Without it such state stays at its construction-time value and the numbers silently differ from the
+record's own. What can be detected is reported: an ALL-CAPS module global that is still None after
+the hooks and that the script's code reads gets a warning, and its name is added to any error the
+forward then raises. docs/MODEL_CODE.md states the whole contract.
+
+An exception raised inside the user's code (at import, in ``build_model``/``GPT(...)``/``prepare_eval``,
+or in any call of the returned model, whose forward is wrapped in ``user_code_errors``) becomes a
+one-line ``ModelError`` naming the script's file and line.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import hashlib
 import importlib.util
 import inspect
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -34,6 +43,7 @@ from pgcompress.eval.model import CONTROL_PATTERNS, apply_reference_dtypes, load
 
 _PARAM_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 _SCRIPTS: set[str] = set()  # resolved paths of every imported user script
+_UNSET: dict[str, list[str]] = {}  # script path -> ALL-CAPS globals its code reads that are still None
 
 
 def import_script(path: Path) -> ModuleType:
@@ -79,8 +89,73 @@ def build_user_model(path: Path, state_dict: dict[str, torch.Tensor], source: st
         patterns = tuple(getattr(module, "CONTROL_TENSOR_NAME_PATTERNS", CONTROL_PATTERNS))
         apply_reference_dtypes(model, linear_cls, patterns)
         load_strict(model, state_dict, source)
+    if hasattr(module, "prepare_eval"):
+        with user_code_errors("prepare_eval(model)", path):
+            prepared = module.prepare_eval(model)
+        if prepared is not None and not isinstance(prepared, nn.Module):
+            raise ModelError(f"--model-code {path}: prepare_eval returned {type(prepared).__name__}, "
+                             "not an nn.Module (or None)")
+        model = prepared if prepared is not None else model
+    _check_runtime_globals(module, path)
+    _guard_forward(model, path)
     vocab = getattr(hp, "vocab_size", None)
     return model.eval(), None if vocab is None else int(vocab)
+
+
+def _guard_forward(model: nn.Module, path: Path) -> None:
+    """Every ``model(...)`` call (the eval loop's included) raises a one-line ModelError naming the
+    script's line, with the unset-globals hint, instead of a bare traceback."""
+    forward = model.forward
+
+    def guarded(*args, **kwargs):
+        with user_code_errors("the model's forward", path):
+            return forward(*args, **kwargs)
+
+    model.forward = guarded
+
+
+def _check_runtime_globals(module: ModuleType, path: Path) -> None:
+    """Warn about ALL-CAPS module globals that are None and read by the script's own functions.
+
+    Records keep runtime state such as ``BOS_ID`` in module globals set by their main; imported as
+    a module, the script leaves them unset unless a hook sets them."""
+    unset = sorted(name for name in _names_read(module)
+                   if name.isupper() and name in vars(module) and vars(module)[name] is None)
+    _UNSET[str(Path(path).resolve())] = unset
+    if unset:
+        warnings.warn(f"--model-code {path}: module global(s) {', '.join(unset)} are None after building the "
+                      "model, and the script's code reads them; if its main sets them before evaluating, set "
+                      "them in prepare_eval(model) too (docs/MODEL_CODE.md)", stacklevel=3)
+
+
+def _names_read(module: ModuleType) -> set[str]:
+    """Global names used by the functions and methods defined in the script itself."""
+    names: set[str] = set()
+    stack = [v for v in vars(module).values() if getattr(v, "__module__", None) == module.__name__]
+    seen: set[int] = set()
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if inspect.isclass(obj):
+            stack.extend(v for v in vars(obj).values()
+                         if inspect.isfunction(v) or isinstance(v, (staticmethod, classmethod, property)))
+        elif isinstance(obj, (staticmethod, classmethod)):
+            stack.append(obj.__func__)
+        elif isinstance(obj, property):
+            stack.extend(f for f in (obj.fget, obj.fset) if f is not None)
+        elif inspect.isfunction(obj):
+            names |= _code_names(obj.__code__)
+    return names
+
+
+def _code_names(code) -> set[str]:
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if inspect.iscode(c):
+            names |= _code_names(c)
+    return names
 
 
 @contextmanager
@@ -106,8 +181,12 @@ def user_error(exc: BaseException, what: str, path: Path | None) -> ModelError:
     where = _user_frame(exc)
     at = f"{where[0]}:{where[1]}" if where else str(path)
     lines = str(exc).strip().splitlines()
+    script = where[0] if where else path
+    unset = _UNSET.get(str(Path(script).resolve()), []) if script else []
+    hint = (f" (module global(s) {', '.join(unset)} still None: set them in prepare_eval(model), "
+            "see docs/MODEL_CODE.md)") if unset else ""
     return ModelError(f"--model-code {at}: {what} failed: the model code raised {type(exc).__name__}: "
-                      f"{lines[0] if lines else ''}")
+                      f"{lines[0] if lines else ''}{hint}")
 
 
 def _user_frame(exc: BaseException) -> tuple[str, int] | None:

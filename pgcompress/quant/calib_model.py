@@ -1,7 +1,9 @@
 """The model calibration runs, and the two things calibration asks of it.
 
 - ``calibration_model``: the built-in reference GPT for a state dict, or the user's model from
-  ``--model-code train_gpt.py``; either way in fp32 (statistics want full precision), eval mode.
+  ``--model-code train_gpt.py`` (built as ``pgc eval`` builds it, its ``prepare_eval`` hook
+  included, so calibration runs the network the record evaluates; docs/MODEL_CODE.md); either way
+  in fp32 (statistics want full precision), eval mode.
 - ``batch_loss``: the SUM of per-token cross-entropies of a batch (so per-token gradients carry no
   1/N). The reference GPT gives logits (``forward_logits``); any other model keeps Parameter
   Golf's contract ``model(input_ids, target_ids) -> mean loss``, scaled by the number of targets.
