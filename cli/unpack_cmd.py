@@ -9,7 +9,7 @@ import click
 import torch
 
 from pgcompress.atomic import atomic_write, check_target
-from pgcompress.cli.options import echo_json, json_option
+from pgcompress.cli.options import echo_json, json_option, quiet_option
 from pgcompress.errors import PgcError
 from pgcompress.unpack import unpack as unpack_artifact
 
@@ -19,7 +19,8 @@ from pgcompress.unpack import unpack as unpack_artifact
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output file: .safetensors, or .pt (a plain torch.save'd state dict).")
 @json_option
-def unpack(artifact, output, as_json):
+@quiet_option
+def unpack(artifact, output, as_json, quiet):
     """Write ARTIFACT's dequantized state dict.
 
     \b
@@ -31,7 +32,7 @@ def unpack(artifact, output, as_json):
     if output.suffix not in (".safetensors", ".pt", ".pth"):
         raise PgcError(f"{output}: unknown output type {output.suffix!r}; use .safetensors or .pt")
     check_target(output)
-    sd = unpack_artifact(artifact.read_bytes(), str(artifact))
+    sd = unpack_artifact(artifact.read_bytes(), str(artifact), progress=not (as_json or quiet))
     kind = "safetensors" if output.suffix == ".safetensors" else "pt"
     if kind == "safetensors":
         from safetensors.torch import save

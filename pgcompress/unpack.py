@@ -78,14 +78,41 @@ def _grid_on_device(method, params, streams, shape, dtype, device):
     return w.to(dtype).reshape(shape)
 
 
-def unpack(data: bytes, source: str = "artifact", device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
+class _Ticking:
+    """A method table that advances a progress bar once per tensor dequantized (the walk decodes a
+    tensor's streams just before), so the container walk itself needs no progress hook."""
+
+    def __init__(self, methods, bar):
+        self.methods, self.bar = methods, bar
+
+    def get(self, name):
+        fn = self.methods.get(name)
+        if fn is None:
+            return None
+
+        def ticking(*args):
+            out = fn(*args)
+            self.bar.update(1)
+            return out
+        return ticking
+
+
+def unpack(data: bytes, source: str = "artifact", device: str | torch.device | None = None,
+           progress: bool = False) -> dict[str, torch.Tensor]:
     """Decode every stream, verify its checksum, and dequantize every tensor, in header order.
 
     device: where the tensors are made (None: the CPU, with the methods' own dequantize; given:
     integer-grid tensors are dequantized there from bit-packed codes, identical values).
+    progress: a bar on stderr, one tick per tensor (shown at a terminal only).
     Any problem with the bytes raises FormatError naming ``source``, the tensor and the stream."""
     methods = REGISTRY_METHODS if device is None else _DeviceMethods(torch.device(device))
-    return fmt.decode_artifact(data, source, fmt.REGISTRY_CODECS, methods)
+    if not progress:
+        return fmt.decode_artifact(data, source, fmt.REGISTRY_CODECS, methods)
+    from pgcompress.progress import progress_counter
+
+    total = len(fmt.parse(data, source).tensors)
+    with progress_counter("unpack", total, "tensor", enabled=True) as bar:
+        return fmt.decode_artifact(data, source, fmt.REGISTRY_CODECS, _Ticking(methods, bar))
 
 
 def decode_tensor(data: bytes, rec: fmt.TensorRecord, source: str = "artifact") -> torch.Tensor:

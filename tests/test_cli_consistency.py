@@ -33,7 +33,7 @@ from pgcompress.registry import get_method, method_families
 DATA = REPO.parent / "shared" / "data"
 TOKENIZER = DATA / "tokenizers" / "fineweb_1024_bpe.model"
 COMMANDS = sorted(cli.commands)
-WITH_PROGRESS = {"pack", "sweep", "eval", "compare", "demo"}
+WITH_PROGRESS = {"pack", "sweep", "eval", "compare", "demo", "unpack"}
 # pack and sweep (the lead's files) document their JSON keys separately: see issue 21
 KEYS_DOCUMENTED = COMMANDS
 
@@ -429,3 +429,34 @@ def test_demo_messages_follow_quiet_and_json(capsys, monkeypatch, tmp_path, flag
     code, out, err = run_main(capsys, "demo", "--cache-dir", tmp_path, *flags)
     assert code == 2 and out == ""
     assert ("training a tiny model" in err) == shown and "stop here" in err
+
+
+def test_unpack_progress_ticks_once_per_tensor_with_the_same_result(files, monkeypatch):
+    import pgcompress.progress as prog
+    from pgcompress.unpack import unpack
+
+    data = (files / "a.pgc").read_bytes()
+    seen = {"updates": []}
+
+    @contextlib.contextmanager
+    def recorder(label, total, unit="it", enabled=True):
+        seen.update(label=label, total=total)
+        yield types.SimpleNamespace(update=seen["updates"].append)
+
+    monkeypatch.setattr(prog, "progress_counter", recorder)
+    with_bar = unpack(data, progress=True)
+    plain = unpack(data)
+    n = len(pgcompress.read_header(data)["tensors"])
+    assert seen["label"] == "unpack" and seen["total"] == n and seen["updates"] == [1] * n
+    assert list(with_bar) == list(plain) and all(torch.equal(with_bar[k], plain[k]) for k in plain)
+
+
+@pytest.mark.parametrize("flags,shown", [([], True), (["--quiet"], False), (["--json"], False)])
+def test_unpack_bar_follows_quiet_and_json(files, capsys, monkeypatch, tmp_path, flags, shown):
+    err = _Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    try:
+        main(["unpack", str(files / "a.pgc"), "-o", str(tmp_path / "m.safetensors"), *flags])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert ("unpack" in err.getvalue()) == shown

@@ -97,7 +97,7 @@ def clean_label(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", label)
 
 
-def load_weights(path: Path, device: torch.device | None = None) -> Weights:
+def load_weights(path: Path, device: torch.device | None = None, progress: bool = False) -> Weights:
     """An artifact (dequantized with unpack, on ``device`` when given: the packed-dequant kernels on
     CUDA) or a checkpoint, with its eval label and file size."""
     from pgcompress import format as fmt
@@ -109,7 +109,8 @@ def load_weights(path: Path, device: torch.device | None = None) -> Weights:
     data = path.read_bytes()
     if fmt.is_artifact(data):
         label = read_header(data, str(path)).get("label") or "artifact"
-        return Weights(unpack(data, str(path), device=device), "artifact", clean_label(label), len(data))
+        return Weights(unpack(data, str(path), device=device, progress=progress), "artifact", clean_label(label),
+                       len(data))
     # The reference's final_model.int8.ptz loads dequantized; keep the reference's own label.
     label = "int8_zlib" if path.suffix == ".ptz" else "raw"
     return Weights(load_checkpoint(path), "checkpoint", label, len(data))
@@ -138,7 +139,7 @@ def evaluate_files(paths: list[Path], opts: EvalOptions, device_kind: str) -> li
     loop_cfg = LoopConfig(opts.seq_len, opts.batch_tokens, opts.stride, opts.progress and ctx.is_main)
     results = []
     for path in paths:
-        weights = load_weights(path, ctx.device if ctx.device.type == "cuda" else None)
+        weights = load_weights(path, ctx.device if ctx.device.type == "cuda" else None, opts.progress and ctx.is_main)
         model, vocab = _build(weights, opts, str(path))
         _check_vocab(vocab, int(sp.vocab_size()), max_id, path, opts)
         tables = build_byte_tables(sp, vocab)
