@@ -160,3 +160,30 @@ def test_pessimistic_rate_estimates_still_end_near_the_budget(frac):
     assert sol.total_bytes == len(sol.data) + acc.count(sol.data).code_bytes < budget
     at_top = all(c is row.front[-1] for c, row in zip(sol.choice, prep.table.rows))
     assert sol.headroom < 0.01 * budget or at_top, (sol.headroom, sol.history)
+
+
+def test_rescue_steps_down_from_an_overshooting_capacity_to_a_fit():
+    """When no round fitted (the measured total moved more than the capacity steps), the rescue
+    rounds step the capacity down until the solver's own allocation fits; here the first two counts
+    come out 3% of the budget too high."""
+    from dataclasses import replace
+
+    from pgcompress.budget.solver import _Rounds
+
+    g = torch.Generator().manual_seed(5)
+    sd = {f"m{i}.w": torch.randn(64, 96, generator=g) * 0.05 for i in range(6)}
+    prep = _prepared(sd)
+    budget = int(prep.table.min_rate + 0.6 * (prep.table.max_rate - prep.table.min_rate)) + 20_000
+
+    class Drifting(Accounting):
+        calls = 0
+
+        def count(self, artifact):
+            Drifting.calls += 1
+            c = super().count(artifact)
+            return replace(c, code_bytes=c.code_bytes + (budget * 3 // 100 if Drifting.calls <= 2 else 0))
+
+    run = _Rounds(prep.table, sd, budget, Drifting(None), "auto", True, prep.cache)
+    run.rescue(budget)  # a capacity of the whole budget: the first rounds overshoot
+    assert run.best is not None and run.best.total_bytes < budget
+    assert len(run.history) >= 3 and all(t >= budget for _, t in run.history[:2])

@@ -23,6 +23,7 @@ from pgcompress.errors import BudgetError
 from pgcompress.pack import assemble
 
 ROUNDS = 10
+RESCUE_ROUNDS = 8  # downward steps when no round fitted
 POLISH_ROUNDS = 3  # re-allocations from the best artifact's measured rates, after the rounds
 # What the preamble and the header's fixed part cost beyond the tensors' shares (measured: ~60 B).
 HEADER_FIXED = 256
@@ -107,6 +108,8 @@ def solve(table: CandidateTable, state_dict: dict[str, torch.Tensor], budget: in
         if lo is not None and hi is not None and hi - lo <= tolerance // 4:
             break
         capacity = nxt
+    if run.best is None:
+        run.rescue(capacity)
     best = run.polish(tolerance)
     history = run.history
     best = _uniform_guard(table, state_dict, budget, accounting, codec, submittable, cache, best)
@@ -151,6 +154,15 @@ class _Rounds:
             if self.best is None or dist < self.best.predicted:
                 self.best = _solution(self.table, cands, data, self.budget, counted, len(self.history))
         return total, _refine(self.table, cands, data)
+
+    def rescue(self, capacity: int) -> None:
+        """Every round overshot (refined rates or the decoder moved the total more than the steps):
+        step the capacity down by at least 0.5% of the budget until an allocation fits."""
+        for _ in range(RESCUE_ROUNDS):
+            total, _ = self.round(capacity)
+            if total is None or total < self.budget:
+                return
+            capacity -= max(total - self.budget + 1, self.budget // 200)
 
     def polish(self, tolerance: int) -> Solution | None:
         """Spend what the best artifact left: allocate again at its own measured rates plus its
