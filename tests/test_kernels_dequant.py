@@ -6,19 +6,9 @@ imported). Without triton these tests skip, unless PGC_REQUIRE_TRITON=1 (CI), wh
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
+import kernel_env  # noqa: F401  (first: sets TRITON_INTERPRET, skips without triton)
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
-try:
-    import triton  # noqa: E402,F401
-except ImportError:
-    if os.environ.get("PGC_REQUIRE_TRITON") == "1":
-        raise
-    pytest.skip("triton is not installed", allow_module_level=True)
 
 
 from pgcompress.errors import MethodError  # noqa: E402
