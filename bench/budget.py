@@ -24,7 +24,7 @@ from machine import machine_description  # noqa: E402
 
 import pgcompress  # noqa: E402
 from pgcompress.budget import pack_to_budget, prepare  # noqa: E402
-from pgcompress.budget.sweep import pack_uniform, plot_sweep, rows_markdown, run_sweep  # noqa: E402
+from pgcompress.budget.sweep import plot_sweep, rows_markdown, run_sweep  # noqa: E402
 from pgcompress.eval.runner import EvalOptions, run  # noqa: E402
 from pgcompress.quant.calibration import CalibConfig  # noqa: E402
 
@@ -90,11 +90,9 @@ def trained_24m(steps: int):
                 "seconds": time.perf_counter() - t, "config": asdict(cfg)}
 
 
-def timing_only() -> None:
-    """Solver time vs one uniform int6 GPTQ pack, measured in the same run (no evals)."""
-    machine = machine_description()
-    calib = CalibConfig(shards=TRAIN, seqs=64)
-    sd = pgcompress.load_checkpoint(CKPT)
+def solver_timing(sd, calib):
+    """(seconds of one uniform int6 GPTQ pack and of the solver's two phases at 16 MB, with their ratio;
+    the prepared table; the 16 MB solution), measured back to back in this process."""
     uniform_s = timed_uniform_int6(sd, calib)
     t = time.perf_counter()
     prepared = prepare(sd, calib)
@@ -102,9 +100,21 @@ def timing_only() -> None:
     t = time.perf_counter()
     sol = pack_to_budget(sd, 16_000_000, prepared=prepared)
     solve_s = time.perf_counter() - t
-    out = {"machine": machine, "uniform_int6_gptq_pack_s": uniform_s, "solver_prepare_s": prepare_s,
-           "solver_solve_s": solve_s, "ratio": (prepare_s + solve_s) / uniform_s, "total_bytes": sol.total_bytes,
-           "headroom": sol.headroom, "rounds": len(sol.history)}
+    timing = {"uniform_int6_gptq_pack_s": uniform_s, "solver_prepare_s": prepare_s, "solver_solve_s": solve_s,
+              "ratio": (prepare_s + solve_s) / uniform_s}
+    return timing, prepared, sol
+
+
+def timing_only() -> None:
+    """Solver time vs one uniform int6 GPTQ pack, measured in the same run (no evals)."""
+    machine = machine_description()
+    calib = CalibConfig(shards=TRAIN, seqs=64)
+    sd = pgcompress.load_checkpoint(CKPT)
+    timing, _, sol = solver_timing(sd, calib)
+    uniform_s, prepare_s, solve_s = (timing[k] for k in ("uniform_int6_gptq_pack_s", "solver_prepare_s",
+                                                          "solver_solve_s"))
+    out = {"machine": machine, **timing, "total_bytes": sol.total_bytes, "headroom": sol.headroom,
+           "rounds": len(sol.history)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "budget_time.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
     (RESULTS / "budget_time.md").write_text("\n".join([
@@ -141,20 +151,13 @@ def main() -> None:
     out: dict = {"machine": machine, "max_tokens": max_tokens, "calibration": "64 x 1024 train-shard windows",
                  "measured_in": f"{time.strftime('%Y-%m-%d')} run, {machine}"}
 
-    uniform_s = timed_uniform_int6(sd, calib)
-    t = time.perf_counter()
-    prepared = prepare(sd, calib)
-    prepare_s = time.perf_counter() - t
-    t = time.perf_counter()
-    sol16 = pack_to_budget(sd, 16_000_000, prepared=prepared)
-    solve_s = time.perf_counter() - t
-    out["timing"] = {"uniform_int6_gptq_pack_s": uniform_s, "solver_prepare_s": prepare_s, "solver_solve_s": solve_s,
-                     "ratio": (prepare_s + solve_s) / uniform_s, "fresh_headroom": sol16.headroom,
-                     "fresh_rounds": len(sol16.history)}
+    timing, prepared, sol16 = solver_timing(sd, calib)
+    out["timing"] = {**timing, "fresh_headroom": sol16.headroom, "fresh_rounds": len(sol16.history)}
     if args.quick:
         args.check_tokens = 0
-    print(f"timing: uniform int6 {uniform_s:.0f}s, solver {prepare_s:.0f}+{solve_s:.0f}s, fresh 16 MB headroom "
-          f"{sol16.headroom:,} B after {len(sol16.history)} artifacts", flush=True)
+    print(f"timing: uniform int6 {timing['uniform_int6_gptq_pack_s']:.0f}s, solver {timing['solver_prepare_s']:.0f}"
+          f"+{timing['solver_solve_s']:.0f}s, fresh 16 MB headroom {sol16.headroom:,} B after {len(sol16.history)} "
+          "artifacts", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         rows, raw = run_sweep(CKPT, sd, budgets + [REF_BYTES], prepared, Path(tmp), opts)
@@ -258,7 +261,7 @@ def write_markdown(out, rows, machine) -> None:
         "",
         f"- solver gap **{ref['solver_gap']:+.6f}**; int8-ref's published gap {REF_GAP:+.6f}, half of it "
         f"{REF_GAP / 2:+.6f}: {'met' if ref['solver_gap'] <= REF_GAP / 2 else 'NOT met'}",
-        f"- best uniform method that fits: " + ("none" if bu is None else
+        "- best uniform method that fits: " + ("none" if bu is None else
                                                 f"{bu['label']} ({bu['total_bytes']:,} B) gap {bu['gap']:+.6f}: "
                                                 f"solver {'smaller' if bu is None or ref['solver_gap'] < bu['gap'] else 'NOT smaller'}"),
         "",
@@ -271,7 +274,7 @@ def write_markdown(out, rows, machine) -> None:
         "| tensor | predicted | measured gap |",
         "|---|---:|---:|",
     ] + [f"| {s['tensor']} | {s['predicted']:.3e} | {s['gap']:+.6f} |" for s in out["single_tensor"]] + (
-        [f"", f"(Single-tensor rows kept from {out['reused']['singles']}: they do not depend on the solver.)"]
+        ["", f"(Single-tensor rows kept from {out['reused']['singles']}: they do not depend on the solver.)"]
         if "singles" in out.get("reused", {}) else []) + [
         "",
         "## Solver time (same run, same machine)",

@@ -25,25 +25,15 @@ import pytest
 import torch
 
 import pgcompress
+from cli_run import run_main
 from conftest import REPO, reference_like_state_dict
 from pgcompress.checkpoint import load_checkpoint
-from pgcompress.cli.main import main
 from pgcompress.errors import CheckpointError
 from pgcompress.eval.shards import read_shard, write_shard
 
 DATA = REPO.parent / "shared" / "data"
 TOKENIZER = DATA / "tokenizers" / "fineweb_1024_bpe.model"
 TOKENIZER_8192 = DATA / "tokenizers" / "fineweb_8192_bpe.model"
-
-
-def run_main(capsys, *args) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def one_line_error(capsys, *args) -> str:

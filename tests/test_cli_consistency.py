@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 import pgcompress
+from cli_run import run_main
 from conftest import REPO, reference_like_state_dict
 from pgcompress.cli import demo_cmd, eval_cmd
 from pgcompress.cli.main import cli, main
@@ -34,18 +35,7 @@ DATA = REPO.parent / "shared" / "data"
 TOKENIZER = DATA / "tokenizers" / "fineweb_1024_bpe.model"
 COMMANDS = sorted(cli.commands)
 WITH_PROGRESS = {"pack", "sweep", "eval", "compare", "demo", "unpack"}
-# pack and sweep (the lead's files) document their JSON keys separately: see issue 21
 KEYS_DOCUMENTED = COMMANDS
-
-
-def run_main(capsys, *args) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def one_line_error(capsys, *args) -> str:
