@@ -37,9 +37,10 @@ def test_candidates_come_from_shape_and_dtype_not_names():
     assert "raw" in small and not any(m.startswith("int") for m in small)
 
 
-def test_solver_candidates_span_group_sizes_and_lqer_ranks_and_all_parse():
-    """Issue #17: group sizes and LQER ranks are candidates; every candidate name is a real method that
-    quantizes the tensor it was offered for (a group that does not divide the columns is not offered)."""
+def test_solver_candidates_span_group_sizes_and_lqer_and_all_parse():
+    """Issue #17: LQER is a candidate where a Hessian exists, 64-column groups where none does; every
+    candidate name is a real method that quantizes the tensor it was offered for (a group that does
+    not divide the columns is not offered)."""
     import re
 
     import torch
@@ -47,16 +48,20 @@ def test_solver_candidates_span_group_sizes_and_lqer_ranks_and_all_parse():
     from pgcompress.quant.base import QuantContext, TensorKind
     from pgcompress.registry import candidate_methods, get_method
 
-    names = candidate_methods(TensorKind("w", (64, 128), torch.float32, True))
-    assert {"int2-gptq-g64", "int3-gptq-g64", "int2-gptq+lqer", "int2-gptq+lqer-r16"} <= set(names)
-    ragged = candidate_methods(TensorKind("w", (64, 100), torch.float32, True))
-    assert not any(re.search(r"-g\d", m) for m in ragged) and "int2-gptq+lqer-r16" in ragged
-    w = torch.randn(64, 100)
-    X = torch.randn(400, 100)
+    with_h = candidate_methods(TensorKind("w", (64, 128), torch.float32, True))
+    assert {"int2-gptq+lqer", "int6-gptq+lqer", "int8-gptq"} <= set(with_h)
+    no_h = candidate_methods(TensorKind("w", (64, 128), torch.float32, False))
+    assert {"int2-sdclip-kauto-g64", "int4-sdclip-kauto-g64"} <= set(no_h) and not any("gptq" in m for m in no_h)
+    ragged = candidate_methods(TensorKind("w", (64, 100), torch.float32, False))
+    assert not any(re.search(r"-g\d", m) for m in ragged)
+    w = torch.randn(64, 128)
+    X = torch.randn(400, 128)
     ctx = QuantContext({"w": X.T @ X / 400})
-    for m in ragged:
+    for m in with_h + no_h:
         enc = get_method(m).quantize("w", w, ctx)
-        back = get_method(m).dequantize(enc, (64, 100), torch.float32)
+        back = get_method(m).dequantize(enc, (64, 128), torch.float32)
         assert back.shape == w.shape and torch.isfinite(back).all(), m
-        if "lqer-r16" in m:
-            assert enc.params["lqer_rank"] == 16
+        if "lqer" in m:
+            assert enc.params["lqer_rank"] == 4
+        if m.endswith("-g64"):
+            assert enc.params["group"] == 64

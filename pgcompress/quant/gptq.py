@@ -3,8 +3,8 @@ Quantization for Generative Pre-trained Transformers") on the shared grid.
 
 Columns are quantized one at a time in act-order (descending diag(H)); each column's rounding
 error is spread over the not-yet-quantized columns through the upper Cholesky factor of H^-1,
-within blocks of 128 columns, with the lazy batch update to the columns after the block. H is
-damped by 1% of its mean diagonal. The grid's qparams are fixed before the pass ("static
+within blocks of 128 columns, with the lazy batch update to the columns after the block (and, inside
+a block, after each sub-block of 16 columns). H is damped by 1% of its mean diagonal. The grid's qparams are fixed before the pass ("static
 groups"), from the original W, so codes and stored scales agree whatever the column order.
 
 Hessian-aware clip: each row's clip is chosen among fractions of its absmax by running GPTQ for
@@ -27,6 +27,7 @@ from pgcompress.quant.intn import GridMethod, register_family
 from pgcompress.registry import register_candidates
 
 CLIP_ALPHAS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)
+SUBBLOCK = 16  # columns updated one by one before their errors are applied as a matmul
 
 
 class GPTQ:
@@ -75,15 +76,20 @@ class GPTQ:
             W1 = Wt[i1:i2].clone()  # [b, out]
             Err1 = torch.zeros_like(W1)
             Hinv1 = Hinv[i1:i2, i1:i2]
-            for i in range(i2 - i1):
-                w = W1[i]
-                g = int(group_of[i1 + i])
-                z = None if zero is None else zero[g]
-                q = G.quantize(w, scale[g], z, self.grid)
-                Qt[i1 + i] = q
-                err = (w - G.dequantize(q, scale[g], z).to(W.dtype)) / Hinv1[i, i]
-                W1[i:] -= Hinv1[i, i:, None] * err[None, :]
-                Err1[i] = err
+            # columns one at a time inside sub-blocks of SUBBLOCK; each sub-block's errors reach the
+            # rest of the block in one matmul (the same update, far less memory traffic than rank-1s)
+            for s1 in range(0, i2 - i1, SUBBLOCK):
+                s2 = min(s1 + SUBBLOCK, i2 - i1)
+                for i in range(s1, s2):
+                    w = W1[i]
+                    g = int(group_of[i1 + i])
+                    z = None if zero is None else zero[g]
+                    q = G.quantize(w, scale[g], z, self.grid)
+                    Qt[i1 + i] = q
+                    err = (w - G.dequantize(q, scale[g], z).to(W.dtype)) / Hinv1[i, i]
+                    W1[i:s2] -= Hinv1[i, i:s2, None] * err[None, :]
+                    Err1[i] = err
+                W1[s2:] -= Hinv1[s1:s2, s2:].T @ Err1[s1:s2]
             Wt[i2:] -= Hinv[i1:i2, i2:].T @ Err1
         Q = Qt.T
         return Q[:, torch.argsort(perm)].to(torch.int8)
@@ -173,20 +179,15 @@ def _on_cpu(result):
     return codes.cpu(), G.QParams(qp.scale.cpu(), zero), extra
 
 
-GROUP_CANDIDATE = 64
-
-
 def gptq_candidates(kind: TensorKind) -> list[str]:
-    """Budget-solver candidates: every bit width; LQER ranks 4 and 16 on the low ones (they reuse the
-    GPTQ codes, so they cost no GPTQ run); groups of 64 columns at 2 and 3 bits, where one scale per
-    row costs the most (one more GPTQ run each, only where the columns divide)."""
+    """Budget-solver candidates: every bit width, and LQER (rank 4) on the widths up to 6 (it reuses
+    the GPTQ codes, so it costs no GPTQ run). LQER rank 16 at 2-4 bits and 64-column groups at 2-3
+    bits were candidates too: on the shared checkpoint the proxy preferred them, the measured val_bpb
+    was worse at every budget 4-12 MB, and the groups cost two more GPTQ runs per matrix
+    (bench/results/budget_candidates.md); they stay methods a user can ask for."""
     if not (kind.is_matrix and kind.has_hessian):
         return []
-    names = [f"int{b}-gptq" for b in range(2, 9)] + [f"int{b}-gptq+lqer" for b in range(2, 7)]
-    names += [f"int{b}-gptq+lqer-r16" for b in range(2, 5)]
-    if kind.shape[-1] % GROUP_CANDIDATE == 0 and kind.shape[-1] > GROUP_CANDIDATE:
-        names += [f"int{b}-gptq-g{GROUP_CANDIDATE}" for b in (2, 3)]
-    return names
+    return [f"int{b}-gptq" for b in range(2, 9)] + [f"int{b}-gptq+lqer" for b in range(2, 7)]
 
 
 register_candidates(gptq_candidates)

@@ -11,6 +11,7 @@ fp16 scale per row of r, on the shared symmetric grid.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,14 +46,7 @@ def fit(E: torch.Tensor, H: torch.Tensor | None, rank: int, bits: int) -> Factor
     out, n = E.shape
     r = max(1, min(rank, out, n))
     E64 = E.double()
-    if H is not None:
-        Hd = H.double().clone()
-        Hd.diagonal().add_(DAMP * float(Hd.diagonal().mean()) + 1e-12)
-        L = torch.linalg.cholesky(Hd)  # [in, in] lower
-        U, S, Vh = torch.linalg.svd(E64 @ L, full_matrices=False)
-    else:
-        Hd = None
-        U, S, Vh = torch.linalg.svd(E64, full_matrices=False)
+    Hd, L, S, Vh = _decomposition(E64, H, r)
     sq = S[:r].sqrt()
     X = sq[:, None] * Vh[:r]  # [r, in]
     B = X if Hd is None else torch.linalg.solve_triangular(L.T, X.T, upper=True).T  # B L = X
@@ -68,6 +62,41 @@ def fit(E: torch.Tensor, H: torch.Tensor | None, rank: int, bits: int) -> Factor
     At = A.T.float().contiguous()  # [r, out]
     a_qp = mse_qparams(At, grid)
     return Factors(r, bits, G.quantize_rows(At, a_qp, grid), a_qp.scale, b_codes, b_qp.scale)
+
+
+_SVDS: dict[bytes, tuple] = {}  # content digest of (E, H) -> singular values, leading right vectors
+_SVD_KEEP = 32  # right singular vectors kept per entry (a higher rank decomposes again)
+_SVD_ENTRIES = 8  # a tensor's candidates share errors across ranks (int3-gptq+lqer and +lqer-r16)
+_CHOL: dict[bytes, tuple] = {}  # digest of H -> (damped H, its Cholesky factor): the last H only
+
+
+def _digest(t: torch.Tensor, salt: bytes = b"") -> bytes:
+    return hashlib.blake2b(t.detach().cpu().contiguous().numpy().tobytes(), digest_size=16, key=salt).digest()
+
+
+def _decomposition(E64: torch.Tensor, H: torch.Tensor | None, r: int):
+    """(damped H or None, its Cholesky factor L or None, singular values and leading right singular
+    vectors of E L, or of E), cached by content: the ranks fitted to one error share one SVD."""
+    hkey = b"none" if H is None else _digest(H)
+    if H is None:
+        Hd = L = None
+    elif hkey in _CHOL:
+        Hd, L = _CHOL[hkey]
+    else:
+        Hd = H.double().clone()
+        Hd.diagonal().add_(DAMP * float(Hd.diagonal().mean()) + 1e-12)
+        L = torch.linalg.cholesky(Hd)  # [in, in] lower
+        _CHOL.clear()
+        _CHOL[hkey] = (Hd, L)
+    key = _digest(E64, hkey)
+    hit = _SVDS.get(key)
+    if hit is None or hit[1].shape[0] < r:
+        _, S, Vh = torch.linalg.svd(E64 if L is None else E64 @ L, full_matrices=False)
+        hit = (S, Vh[:max(r, _SVD_KEEP)].clone())
+        if len(_SVDS) >= _SVD_ENTRIES:
+            _SVDS.pop(next(iter(_SVDS)))
+        _SVDS[key] = hit
+    return (Hd, L) + hit
 
 
 def correction(a_codes, a_scale, b_codes, b_scale) -> torch.Tensor:

@@ -46,13 +46,20 @@ class RTN(GridMethod):
         return G.quantize_rows(rows, qp, self.spec.grid).reshape(W.shape), qp, extra
 
 
+GROUP_CANDIDATE = 64
+
+
 def rtn_candidates(kind: TensorKind) -> list[str]:
-    """Budget-solver candidates that need no calibration: absmax RTN and SDClip with k searched.
+    """Budget-solver candidates that need no calibration: absmax RTN and SDClip with k searched, and
+    SDClip over groups of 64 columns at 2-4 bits, where one scale per row costs the most.
     Not offered where the tensor has a Hessian: GPTQ's error there is 0.02-0.5x RTN's at the same
     bits (bench/results/gptq_time.md) for ~1% more bytes, so they would only cost solver time."""
     if not kind.is_matrix or kind.has_hessian:
         return []
-    return [f"int{b}-{algo}" for b in range(2, 9) for algo in ("rtn", "sdclip-kauto")]
+    names = [f"int{b}-{algo}" for b in range(2, 9) for algo in ("rtn", "sdclip-kauto")]
+    if kind.shape[-1] % GROUP_CANDIDATE == 0 and kind.shape[-1] > GROUP_CANDIDATE:
+        names += [f"int{b}-sdclip-kauto-g{GROUP_CANDIDATE}" for b in (2, 3, 4)]  # one scale per 64 columns
+    return names
 
 
 register_candidates(rtn_candidates)
