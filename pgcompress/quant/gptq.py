@@ -182,8 +182,9 @@ def _on_cpu(result):
 def gptq_candidates(kind: TensorKind) -> list[str]:
     """Budget-solver candidates: every bit width, and LQER (rank 4) on the widths up to 6 (it reuses
     the GPTQ codes, so it costs no GPTQ run). LQER rank 16 at 2-4 bits and 64-column groups at 2-3
-    bits were candidates too: on the shared checkpoint the proxy preferred them, the measured val_bpb
-    was worse at every budget 4-12 MB, and the groups cost two more GPTQ runs per matrix
+    bits were candidates too: on the shared checkpoint the proxy preferred them where chosen, but the
+    measured val_bpb was worse with rank 16 at 6-12 MB and with groups at 4 MB (the one budget that
+    chose them), and the groups cost two more GPTQ runs per matrix
     (bench/results/budget_candidates.md); they stay methods a user can ask for."""
     if not (kind.is_matrix and kind.has_hessian):
         return []
