@@ -176,6 +176,9 @@ def main() -> None:
     out["rows"] = [asdict(r) for r in rows]
     out["gap_non_increasing"] = all(b.gap <= a.gap + 1e-9 for a, b in zip(sweep_only, sweep_only[1:]))
     out["predicted_non_increasing"] = all(b.predicted <= a.predicted for a, b in zip(sweep_only, sweep_only[1:]))
+    out["inversions"] = [{"from": int(a.label), "to": int(b.label), "gap_from": a.gap, "gap_to": b.gap}
+                         for a, b in zip(sweep_only, sweep_only[1:]) if b.gap > a.gap + 1e-9]
+    out["best_fit"] = [{"budget": int(r.label), "best_fit": r.best_fit, "gap": r.best_fit_gap} for r in sweep_only]
     ref_row = next(r for r in solver if int(r.label) == REF_BYTES)
     fitting_uniform = [r for r in rows if r.kind == "uniform" and r.total_bytes < REF_BYTES]
     best_uniform = min(fitting_uniform, key=lambda r: r.gap) if fitting_uniform else None
@@ -190,7 +193,7 @@ def main() -> None:
     if "singles" in reuse:
         out["single_tensor"] = previous["single_tensor"]
         out["proxy_spearman_single"] = previous["proxy_spearman_single"]
-        out["reused"]["singles"] = previous.get("measured_in", "an earlier run (commit 5058e38), same machine")
+        out["reused"]["singles"] = _provenance(previous, "singles")
     else:
         names = [n for n in sd if sd[n].numel() > 65_536][:: 4 if not args.quick else 9]
         singles = single_tensor_changes(sd, prepared, replace(opts, max_tokens=16_384), names)
@@ -199,7 +202,7 @@ def main() -> None:
 
     if "m24" in reuse:
         out["model_24m"] = previous["model_24m"]
-        out["reused"]["m24"] = previous.get("measured_in", "an earlier run (commit 5058e38), same machine")
+        out["reused"]["m24"] = _provenance(previous, "m24")
     elif not args.quick:
         sd24, train_info = trained_24m(args.steps_24m)
         prep24 = prepare(sd24, calib)
@@ -225,6 +228,31 @@ def main() -> None:
     (RESULTS / "budget.json").write_text(json.dumps(out, indent=1, sort_keys=True, default=str) + "\n")
     plot_sweep(rows, RESULTS / "budget.png", f"{CKPT.name}: first {max_tokens:,} val tokens, CPU")
     write_markdown(out, rows, machine)
+
+
+def _provenance(previous: dict, section: str) -> str:
+    """Where a reused section was measured: the run that measured it, not the last run that kept it."""
+    return previous.get("reused", {}).get(section) or previous.get("measured_in",
+                                                                   "an earlier run (commit 5058e38), same machine")
+
+
+def _inversion_lines(out) -> list[str]:
+    inv = out.get("inversions", [])
+    lines = []
+    if inv:
+        lines.append("Where the solver's own gap rose with the budget: " + "; ".join(
+            f"{i['from']:,} -> {i['to']:,} B: {i['gap_from']:+.6f} -> {i['gap_to']:+.6f} "
+            f"(+{i['gap_to'] - i['gap_from']:.6f})" for i in inv) + ".")
+        lines.append("")
+    bf = out.get("best_fit")
+    if bf:
+        own = sum(1 for b in bf if b["best_fit"] == "itself")
+        lines.append(f"The best artifact measured that fits each budget (`pgc sweep`'s reading, solver or uniform; "
+                     f"non-increasing by construction, chosen on these same tokens) is the solver's own at {own} of "
+                     f"{len(bf)} budgets" + ("" if own == len(bf) else ": " + "; ".join(
+                         f"{b['budget']:,}: {b['best_fit']} {b['gap']:+.6f}" for b in bf if b["best_fit"] != "itself"))
+                     + ".")
+    return lines + ([""] if lines else [])
 
 
 def _recheck_lines(out) -> list[str]:
@@ -256,7 +284,7 @@ def write_markdown(out, rows, machine) -> None:
         f"Gap non-increasing with budget over the sweep: **{out['gap_non_increasing']}** (predicted damage "
         f"non-increasing: {out['predicted_non_increasing']}).",
         "",
-    ] + _recheck_lines(out) + [
+    ] + _inversion_lines(out) + _recheck_lines(out) + [
         f"## At the reference int8+zlib size ({REF_BYTES:,} B)",
         "",
         f"- solver gap **{ref['solver_gap']:+.6f}**; int8-ref's published gap {REF_GAP:+.6f}, half of it "
@@ -296,9 +324,11 @@ def write_markdown(out, rows, machine) -> None:
         lines += [f"| {p['budget']:,} | {p['total_bytes']:,} | {p['headroom']:,} | {p['val_bpb']:.6f} | "
                   f"{p['gap']:+.6f} |" for p in m["packs"]]
         if "m24" in out.get("reused", {}):
-            lines += ["", f"(Kept from {out['reused']['m24']}, packed by the solver before its polish rounds; the "
+            lines += ["", f"(Kept from {out['reused']['m24']}, packed by the solver of that run; the "
                       "random-init 24M test, tests/test_budget_cli.py, checks headroom < 0.1% at both budgets.)"]
-    lines += ["", "GPU: not measured here (no GPU lent to this task).", "", "Re-run: `python bench/budget.py`."]
+    lines += ["", "Candidates: bench/results/budget_candidates.md measures which extra candidates pay for themselves "
+              "(LQER rank 16 and 64-column GPTQ groups did not).", "",
+              "GPU: not measured here (no GPU lent to this task).", "", "Re-run: `python bench/budget.py`."]
     (RESULTS / "budget.md").write_text("\n".join(lines) + "\n")
 
 
