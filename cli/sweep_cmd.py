@@ -52,7 +52,9 @@ def sweep(checkpoint, budgets, uniform, out_dir, code, submission, calib_shards,
     \b
     JSON: {"raw_val_bpb", "rows": [{"kind" ("solver" or "uniform"), "label" (the budget or method),
            "artifact", "model_bytes", "total_bytes", "headroom" (null for uniform), "val_bpb", "gap",
-           "predicted"}]}, the same as OUT_DIR/sweep.json.
+           "predicted", "best_fit" (solver rows: "itself", "solver B" or a method: the artifact of this
+           sweep with the lowest measured val_bpb under that budget; "" for uniform rows),
+           "best_fit_gap" (its gap; null for uniform rows)}]}, the same as OUT_DIR/sweep.json.
 
     Example: pgc sweep final_model.pt --budgets 4e6,8e6,12e6,16e6 --data-path data/ --tokenizer sp.model
     """
