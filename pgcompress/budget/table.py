@@ -17,6 +17,7 @@ from pgcompress.budget.distortion import Distortion
 from pgcompress.budget.rate import RateMeter
 from pgcompress.errors import MethodError
 from pgcompress.progress import progress_bar
+from pgcompress.quant import lqer
 from pgcompress.quant.base import Encoded, QuantContext, TensorKind
 from pgcompress.registry import candidate_methods, get_method
 
@@ -90,7 +91,8 @@ def build_table(state_dict: dict[str, torch.Tensor], ctx: QuantContext, distorti
             uniform.setdefault(c.method, {})[name] = c
         rows.append(TensorRow(name, tuple(t.shape), t.numel(), distortion.basis(name), pareto(cands), len(cands),
                               cands))
-        ctx.memo.clear()  # codes are reused within a tensor only
+        ctx.memo.clear()  # codes (and LQER's decompositions) are reused within a tensor only
+        lqer.clear_cache()
     return CandidateTable(rows, distortion.kind, uniform)
 
 

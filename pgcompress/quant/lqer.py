@@ -70,6 +70,12 @@ _SVD_ENTRIES = 8  # a tensor's candidates share errors across ranks (int3-gptq+l
 _CHOL: dict[bytes, tuple] = {}  # digest of H -> (damped H, its Cholesky factor): the last H only
 
 
+def clear_cache() -> None:
+    """Drop the cached decompositions (they only pay within one tensor's candidates)."""
+    _SVDS.clear()
+    _CHOL.clear()
+
+
 def _digest(t: torch.Tensor, salt: bytes = b"") -> bytes:
     return hashlib.blake2b(t.detach().cpu().contiguous().numpy().tobytes(), digest_size=16, key=salt).digest()
 
