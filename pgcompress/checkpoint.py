@@ -56,11 +56,7 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 def check_storable(sd: dict[str, torch.Tensor], source: str) -> None:
     """Refuse what an artifact cannot hold or should not: NaN/Inf weights, > 8 dims, > 2^31 values."""
-    bad = [k for k, v in sd.items() if v.is_floating_point() and v.numel() and not bool(torch.isfinite(v).all())]
-    if bad:
-        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise CheckpointError(f"{source}: tensors hold NaN or Inf values: {', '.join(bad[:5])}{more}; "
-                              "a model with non-finite weights cannot be scored (fix or retrain it)")
+    # shape checks first: they cost nothing, and the scan below reads every value
     deep = [k for k, v in sd.items() if v.ndim > MAX_NDIM]
     if deep:
         raise CheckpointError(f"{source}: tensor {deep[0]!r} has {sd[deep[0]].ndim} dimensions; an artifact holds "
@@ -68,6 +64,11 @@ def check_storable(sd: dict[str, torch.Tensor], source: str) -> None:
     total = sum(v.numel() for v in sd.values())
     if total > MAX_TOTAL_ELEMENTS:
         raise CheckpointError(f"{source}: {total:,} values in all; an artifact holds at most {MAX_TOTAL_ELEMENTS:,}")
+    bad = [k for k, v in sd.items() if v.is_floating_point() and v.numel() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise CheckpointError(f"{source}: tensors hold NaN or Inf values: {', '.join(bad[:5])}{more}; "
+                              "a model with non-finite weights cannot be scored (fix or retrain it)")
 
 
 def state_dict_from_object(obj, source: str) -> dict[str, torch.Tensor]:
