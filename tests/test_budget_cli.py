@@ -157,7 +157,7 @@ def test_24m_parameter_checkpoint_fits_16mb_and_10mb_end_to_end(tmp_path):
     assert int8 > 16_000_000
     code = "print('train')\n" * 1000
     prep = prepare(sd, CalibConfig(selfgen=2, seq_len=32, batch_seqs=2), fisher_seqs=2,
-                   methods=["int3-gptq", "int5-gptq", "int8-ref", "fp16", "bf16", "raw"])
+                   methods=["int3-gptq", "int4-gptq", "int5-gptq", "int8-ref", "fp16", "bf16", "raw"])
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     write_shard(data_dir / "fineweb_val_000000.bin", read_shard(VAL)[:1025])
