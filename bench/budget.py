@@ -174,10 +174,10 @@ def main() -> None:
             out["recheck"]["gap_non_increasing"] = all(b <= a + 1e-9 for a, b in zip(gaps, gaps[1:]))
     out["raw_val_bpb"] = raw.val_bpb
     out["rows"] = [asdict(r) for r in rows]
-    out["gap_non_increasing"] = all(b.gap <= a.gap + 1e-9 for a, b in zip(sweep_only, sweep_only[1:]))
     out["predicted_non_increasing"] = all(b.predicted <= a.predicted for a, b in zip(sweep_only, sweep_only[1:]))
     out["inversions"] = [{"from": int(a.label), "to": int(b.label), "gap_from": a.gap, "gap_to": b.gap}
                          for a, b in zip(sweep_only, sweep_only[1:]) if b.gap > a.gap + 1e-9]
+    out["gap_non_increasing"] = not out["inversions"]
     out["best_fit"] = [{"budget": int(r.label), "best_fit": r.best_fit, "gap": r.best_fit_gap} for r in sweep_only]
     ref_row = next(r for r in solver if int(r.label) == REF_BYTES)
     fitting_uniform = [r for r in rows if r.kind == "uniform" and r.total_bytes < REF_BYTES]

@@ -4,8 +4,9 @@ Quantization for Generative Pre-trained Transformers") on the shared grid.
 Columns are quantized one at a time in act-order (descending diag(H)); each column's rounding
 error is spread over the not-yet-quantized columns through the upper Cholesky factor of H^-1,
 within blocks of 128 columns, with the lazy batch update to the columns after the block (and, inside
-a block, after each sub-block of 16 columns). H is damped by 1% of its mean diagonal. The grid's qparams are fixed before the pass ("static
-groups"), from the original W, so codes and stored scales agree whatever the column order.
+a block, after each sub-block of 16 columns). H is damped by 1% of its mean diagonal. The grid's
+qparams are fixed before the pass ("static groups"), from the original W, so codes and stored
+scales agree whatever the column order.
 
 Hessian-aware clip: each row's clip is chosen among fractions of its absmax by running GPTQ for
 every candidate at once (the rows are independent given H) and keeping, per row, the candidate

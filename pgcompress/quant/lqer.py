@@ -64,45 +64,30 @@ def fit(E: torch.Tensor, H: torch.Tensor | None, rank: int, bits: int) -> Factor
     return Factors(r, bits, G.quantize_rows(At, a_qp, grid), a_qp.scale, b_codes, b_qp.scale)
 
 
-_SVDS: dict[bytes, tuple] = {}  # content digest of (E, H) -> singular values, leading right vectors
-_SVD_KEEP = 32  # right singular vectors kept per entry (a higher rank decomposes again)
-_SVD_ENTRIES = 8  # a tensor's candidates share errors across ranks (int3-gptq+lqer and +lqer-r16)
 _CHOL: dict[bytes, tuple] = {}  # digest of H -> (damped H, its Cholesky factor): the last H only
 
 
 def clear_cache() -> None:
-    """Drop the cached decompositions (they only pay within one tensor's candidates)."""
-    _SVDS.clear()
+    """Drop the cached factorization (it only pays within one tensor's candidates)."""
     _CHOL.clear()
 
 
-def _digest(t: torch.Tensor, salt: bytes = b"") -> bytes:
-    return hashlib.blake2b(t.detach().cpu().contiguous().numpy().tobytes(), digest_size=16, key=salt).digest()
-
-
 def _decomposition(E64: torch.Tensor, H: torch.Tensor | None, r: int):
-    """(damped H or None, its Cholesky factor L or None, singular values and leading right singular
-    vectors of E L, or of E), cached by content: the ranks fitted to one error share one SVD."""
-    hkey = b"none" if H is None else _digest(H)
+    """(damped H or None, its Cholesky factor L or None, singular values and right singular vectors of
+    E L, or of E). The factorization of H is cached by content: every width's LQER candidate of one
+    tensor shares it."""
     if H is None:
         Hd = L = None
-    elif hkey in _CHOL:
-        Hd, L = _CHOL[hkey]
     else:
-        Hd = H.double().clone()
-        Hd.diagonal().add_(DAMP * float(Hd.diagonal().mean()) + 1e-12)
-        L = torch.linalg.cholesky(Hd)  # [in, in] lower
-        _CHOL.clear()
-        _CHOL[hkey] = (Hd, L)
-    key = _digest(E64, hkey)
-    hit = _SVDS.get(key)
-    if hit is None or hit[1].shape[0] < r:
-        _, S, Vh = torch.linalg.svd(E64 if L is None else E64 @ L, full_matrices=False)
-        hit = (S, Vh[:max(r, _SVD_KEEP)].clone())
-        if len(_SVDS) >= _SVD_ENTRIES:
-            _SVDS.pop(next(iter(_SVDS)))
-        _SVDS[key] = hit
-    return (Hd, L) + hit
+        hkey = hashlib.blake2b(H.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
+        if hkey not in _CHOL:
+            Hd = H.double().clone()
+            Hd.diagonal().add_(DAMP * float(Hd.diagonal().mean()) + 1e-12)
+            _CHOL.clear()
+            _CHOL[hkey] = (Hd, torch.linalg.cholesky(Hd))  # [in, in] lower
+        Hd, L = _CHOL[hkey]
+    _, S, Vh = torch.linalg.svd(E64 if L is None else E64 @ L, full_matrices=False)
+    return Hd, L, S, Vh[:r]
 
 
 def correction(a_codes, a_scale, b_codes, b_scale) -> torch.Tensor:
