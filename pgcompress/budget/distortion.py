@@ -10,6 +10,14 @@ From one calibration pass (``pgcompress.quant.calib_stats.CalibStats``):
 - an embedding's lookup path: ``0.5 * sum F_in * E^2`` (squared output gradients per token row);
 - any other parameter: ``0.5 * sum F * E^2`` with F the diagonal empirical Fisher;
 - no calibration at all (a model that cannot be run): plain ``sum E^2``, and ``kind`` says so.
+
+E is taken between what the eval computes with, not between the stored floats. The reference eval
+(reference-protocol.md section 8) casts every linear weight to bf16 at matmul time and keeps the
+embedding as a bf16 parameter. So a matrix read by F.linear or F.embedding is compared as
+``bf16(W_hat) - bf16(W)``; with no calibration, that is every 2-D+ tensor of over 65,536 values
+(the reference's small-tensor line). A matrix stored as bf16 is then exact; fp16 costs the same
+bytes and is not (double rounding, subnormals); fp32 costs twice as much for nothing. Control
+tensors stay fp32 in the eval and are compared in fp32.
 """
 
 from __future__ import annotations
@@ -20,13 +28,18 @@ from pgcompress.quant.grid import as_matrix
 
 KFAC = "kfac"
 MSE = "weight-mse"
+EVAL_MATRIX_DTYPE = torch.bfloat16  # what the reference eval multiplies linear and embedding weights in
+SMALL_TENSOR = 65_536  # the reference export keeps tensors up to this many values as floats (control, gains)
 
 
 class Distortion:
-    """``model(name, W, W_hat) -> float``; ``kind`` is KFAC (loss-based) or MSE (weight space)."""
+    """``model(name, W, W_hat) -> float``; ``kind`` is KFAC (loss-based) or MSE (weight space).
 
-    def __init__(self, stats=None):
+    matrix_dtype: the dtype the eval computes matrices in (None: compare every tensor in fp32)."""
+
+    def __init__(self, stats=None, matrix_dtype: torch.dtype | None = EVAL_MATRIX_DTYPE):
         self.stats = stats
+        self.matrix_dtype = matrix_dtype
         self.kind = MSE if stats is None else KFAC
         self._B: dict[str, torch.Tensor] = {}
         grads = [] if stats is None else [float(g.float().mean()) for g in stats.grad_sq.values() if g.numel()]
@@ -60,8 +73,21 @@ class Distortion:
             self._B[key] = (self.stats.hessians[key].float() / max(1, self.stats.tokens.get(key, 1)))
         return self._B[key]
 
+    def is_matrix(self, name: str, W: torch.Tensor) -> bool:
+        """Whether the eval computes with this tensor in ``matrix_dtype`` (a linear or embedding weight)."""
+        if self.stats is None:
+            return W.ndim >= 2 and W.numel() > SMALL_TENSOR
+        return bool(self._linear_keys(name)) or name in self.stats.emb_sens
+
+    def eval_error(self, name: str, W: torch.Tensor, W_hat: torch.Tensor) -> torch.Tensor:
+        """E = W_hat - W as the eval sees them (fp32, cpu)."""
+        W, W_hat = W.detach(), W_hat.detach()
+        if self.matrix_dtype is not None and self.is_matrix(name, W):
+            W, W_hat = W.to(self.matrix_dtype), W_hat.to(self.matrix_dtype)
+        return (W_hat.float() - W.float()).cpu()
+
     def __call__(self, name: str, W: torch.Tensor, W_hat: torch.Tensor) -> float:
-        E = (W_hat.detach().float() - W.detach().float()).cpu()
+        E = self.eval_error(name, W, W_hat)
         if self.stats is None:
             return float(E.double().square().sum())
         s = self.stats

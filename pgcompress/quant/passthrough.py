@@ -64,11 +64,13 @@ def passthrough_dequantize(method, params, streams, shape, dtype):
 
 
 def passthrough_candidates(kind: TensorKind) -> list[str]:
-    """Non-float tensors: kept exactly. Float ones: fp16/bf16 casts, and exact for the small ones."""
+    """Non-float tensors: kept exactly. Float ones: fp16/bf16 casts, and exact for the small ones and
+    for 16-bit matrices (a bf16 table kept as it is costs what a cast costs and, unlike fp16, is exact)."""
     if not kind.is_float:
         return ["raw"]
     casts = [m for m in ("fp16", "bf16") if torch_dtype(STORED_AS[m]) != kind.dtype]
-    return casts if kind.is_matrix else ["raw"] + casts
+    exact = not kind.is_matrix or kind.dtype in (torch.float16, torch.bfloat16)
+    return ["raw"] + casts if exact else casts
 
 
 register_candidates(passthrough_candidates)
