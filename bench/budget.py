@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -76,6 +77,34 @@ def single_tensor_changes(sd, prepared, opts, names, method="int3-gptq"):
     return out
 
 
+def eval_noise_floor(sd, distortion, opts, replicates: int = 6, rel: float = 2.0 ** -12) -> dict:
+    """The eval's own resolution: copies of the raw checkpoint with every matrix nudged by relative
+    noise of ``rel`` (a change the K-FAC proxy puts near zero) evaluated exactly as the sweep is. Any
+    weight change moves bf16's roundings of the activations, so the spread of these gaps is the size a
+    gap difference must exceed before this eval orders two artifacts."""
+    g = torch.Generator().manual_seed(0)
+    gaps, predicted = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for r in range(replicates):
+            nudged = {}
+            for k, v in sd.items():
+                if v.is_floating_point() and v.ndim == 2:
+                    nudged[k] = (v.float() * (1 + rel * torch.randn(v.shape, generator=g))).to(v.dtype)
+                else:
+                    nudged[k] = v
+            predicted.append(float(sum(distortion(k, sd[k].float(), nudged[k].float())
+                                       for k in sd if sd[k].is_floating_point())))
+            p = Path(tmp) / f"nudged_{r}.pt"
+            torch.save(nudged, p)
+            paths.append(p)
+        results = run([CKPT] + paths, replace(opts, label=None))
+        gaps = [e.val_bpb - results[0].val_bpb for e in results[1:]]
+    sigma = float(np.std(gaps, ddof=1))
+    return {"max_tokens": opts.max_tokens, "replicates": replicates, "relative_noise": rel, "gaps": gaps,
+            "predicted_max": max(predicted), "sigma": sigma, "difference_2sigma": 2 * math.sqrt(2) * sigma}
+
+
 def trained_24m(steps: int):
     """10 layers, dim 512, MLP x3 (24.1M params), AdamW on the shared train shard for ``steps``."""
     from pgcompress.demo.train import TrainConfig, train_model
@@ -136,6 +165,8 @@ def main() -> None:
     ap.add_argument("--reuse", default="",
                     help="comma-separated sections kept from the existing budget.json instead of re-measured: "
                          "singles (single-tensor proxy check), m24 (the trained 24M model)")
+    ap.add_argument("--noise-replicates", type=int, default=6,
+                    help="nudged copies of the raw checkpoint that measure the eval's noise floor (0: skip)")
     ap.add_argument("--timing-only", action="store_true",
                     help="only the solver-time ratio, to bench/results/budget_time.{md,json}")
     args = ap.parse_args()
@@ -154,7 +185,7 @@ def main() -> None:
     timing, prepared, sol16 = solver_timing(sd, calib)
     out["timing"] = {**timing, "fresh_headroom": sol16.headroom, "fresh_rounds": len(sol16.history)}
     if args.quick:
-        args.check_tokens = 0
+        args.check_tokens = args.noise_replicates = 0
     print(f"timing: uniform int6 {timing['uniform_int6_gptq_pack_s']:.0f}s, solver {timing['solver_prepare_s']:.0f}"
           f"+{timing['solver_solve_s']:.0f}s, fresh 16 MB headroom {sol16.headroom:,} B after {len(sol16.history)} "
           "artifacts", flush=True)
@@ -172,12 +203,20 @@ def main() -> None:
                                        for r, e in zip(sweep_only, again[1:])]}
             gaps = [g["gap"] for g in out["recheck"]["rows"]]
             out["recheck"]["gap_non_increasing"] = all(b <= a + 1e-9 for a, b in zip(gaps, gaps[1:]))
+        if args.noise_replicates:
+            out["noise"] = [eval_noise_floor(sd, prepared.distortion, opts, args.noise_replicates)]
+            if args.check_tokens:
+                out["noise"].append(eval_noise_floor(sd, prepared.distortion, replace(opts, max_tokens=args.check_tokens),
+                                                     args.noise_replicates))
     out["raw_val_bpb"] = raw.val_bpb
     out["rows"] = [asdict(r) for r in rows]
     out["predicted_non_increasing"] = all(b.predicted <= a.predicted for a, b in zip(sweep_only, sweep_only[1:]))
     out["inversions"] = [{"from": int(a.label), "to": int(b.label), "gap_from": a.gap, "gap_to": b.gap}
                          for a, b in zip(sweep_only, sweep_only[1:]) if b.gap > a.gap + 1e-9]
     out["gap_non_increasing"] = not out["inversions"]
+    if out.get("noise"):
+        limit = out["noise"][0]["difference_2sigma"]
+        out["inversions_beyond_noise"] = [i for i in out["inversions"] if i["gap_to"] - i["gap_from"] > limit]
     out["best_fit"] = [{"budget": int(r.label), "best_fit": r.best_fit, "gap": r.best_fit_gap} for r in sweep_only]
     ref_row = next(r for r in solver if int(r.label) == REF_BYTES)
     fitting_uniform = [r for r in rows if r.kind == "uniform" and r.total_bytes < REF_BYTES]
@@ -255,6 +294,26 @@ def _inversion_lines(out) -> list[str]:
     return lines + ([""] if lines else [])
 
 
+def _noise_lines(out) -> list[str]:
+    noise = out.get("noise")
+    if not noise:
+        return []
+    lines = ["## The eval's noise floor", "",
+             f"{noise[0]['replicates']} copies of the raw checkpoint with every matrix multiplied by "
+             f"(1 + {noise[0]['relative_noise']:.6g} N(0,1)) (predicted damage at most "
+             f"{max(n['predicted_max'] for n in noise):.1e} nats per token), evaluated as the sweep is. Any "
+             "weight change moves the bf16 roundings of the activations, so their gaps show how far apart two "
+             "artifacts must be before this eval can order them.", "",
+             "| tokens | gaps of the nudged copies | sigma | 2 sqrt(2) sigma (a difference of two gaps) |",
+             "|---:|---|---:|---:|"]
+    lines += [f"| {n['max_tokens']:,} | {', '.join(f'{g:+.6f}' for g in n['gaps'])} | {n['sigma']:.6f} | "
+              f"{n['difference_2sigma']:.6f} |" for n in noise]
+    beyond = out.get("inversions_beyond_noise", [])
+    lines += ["", f"Inversions of the sweep larger than 2 sqrt(2) sigma on {noise[0]['max_tokens']:,} tokens: "
+              f"**{len(beyond)}** of {len(out.get('inversions', []))}.", ""]
+    return lines
+
+
 def _recheck_lines(out) -> list[str]:
     rc = out.get("recheck")
     if not rc:
@@ -284,7 +343,7 @@ def write_markdown(out, rows, machine) -> None:
         f"Gap non-increasing with budget over the sweep: **{out['gap_non_increasing']}** (predicted damage "
         f"non-increasing: {out['predicted_non_increasing']}).",
         "",
-    ] + _inversion_lines(out) + _recheck_lines(out) + [
+    ] + _inversion_lines(out) + _recheck_lines(out) + _noise_lines(out) + [
         f"## At the reference int8+zlib size ({REF_BYTES:,} B)",
         "",
         f"- solver gap **{ref['solver_gap']:+.6f}**; int8-ref's published gap {REF_GAP:+.6f}, half of it "
