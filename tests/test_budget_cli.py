@@ -142,10 +142,17 @@ def test_model_code_architecture_calibrates_and_gptqs_its_bank(tmp_path):
 def test_24m_parameter_checkpoint_fits_16mb_and_10mb_end_to_end(tmp_path):
     """10 layers, dim 512, MLP x3, vocab 1024: 24.1M parameters. Uniform random weights in +-1 (as
     incompressible at int8 as a long-trained model's: int8 alone does not fit with code), packed by
-    the solver under both budgets and evaluated end to end."""
-    from pgcompress.budget import pack_to_budget, prepare
+    the solver under both budgets and evaluated end to end. The table is built without calibration
+    (RTN candidates at 1-bit steps, weight MSE), which is what the size test needs: the solver's
+    fitting at this scale. Calibration and GPTQ are tested on small models above, and on a trained
+    24M model in bench/budget.py."""
+    import numpy as np
+
+    from pgcompress.budget import Prepared, pack_to_budget
+    from pgcompress.budget.distortion import Distortion
+    from pgcompress.budget.table import build_table
     from pgcompress.eval.shards import read_shard, write_shard
-    from pgcompress.quant.calibration import CalibConfig
+    from pgcompress.quant.base import QuantContext
 
     sd = reference_like_state_dict(seed=1, dim=512, layers=10, vocab=1024, heads=8, kv_heads=4, mlp_mult=3)
     g = torch.Generator().manual_seed(2)
@@ -153,11 +160,20 @@ def test_24m_parameter_checkpoint_fits_16mb_and_10mb_end_to_end(tmp_path):
           for k, v in sd.items()}
     n = sum(t.numel() for t in sd.values())
     assert 23_500_000 < n < 24_500_000
-    int8 = len(pgcompress.pack(sd, method="int8-ref"))
-    assert int8 > 16_000_000
+    # int8 alone does not fit: the order-0 entropy of per-row absmax int8 codes is already over 16 MB
+    int8_bits = 0.0
+    for t in sd.values():
+        if t.numel() > 65_536:
+            w = t.float()
+            q = torch.round(w / (w.abs().amax(dim=1, keepdim=True) / 127)).to(torch.int64) + 127
+            p = np.bincount(q.flatten().numpy(), minlength=255) / q.numel()
+            int8_bits += -float((p[p > 0] * np.log2(p[p > 0])).sum()) * q.numel()
+    assert int8_bits / 8 > 16_000_000
     code = "print('train')\n" * 1000
-    prep = prepare(sd, CalibConfig(selfgen=2, seq_len=32, batch_seqs=2), fisher_seqs=2,
-                   methods=["int3-gptq", "int4-gptq", "int5-gptq", "int8-ref", "fp16", "bf16", "raw"])
+    dist = Distortion(None)
+    table = build_table(sd, QuantContext({}), dist, True,
+                        ["int3-rtn", "int4-rtn", "int5-rtn", "int6-rtn", "int8-ref", "fp16", "bf16", "raw"])
+    prep = Prepared(table, "weight-space MSE", {}, dist, {})
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     write_shard(data_dir / "fineweb_val_000000.bin", read_shard(VAL)[:1025])
