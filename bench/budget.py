@@ -83,7 +83,7 @@ def eval_noise_floor(sd, distortion, opts, replicates: int = 6, rel: float = 2.0
     weight change moves bf16's roundings of the activations, so the spread of these gaps is the size a
     gap difference must exceed before this eval orders two artifacts."""
     g = torch.Generator().manual_seed(0)
-    gaps, predicted = [], []
+    predicted = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for r in range(replicates):

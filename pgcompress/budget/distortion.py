@@ -25,11 +25,11 @@ from __future__ import annotations
 import torch
 
 from pgcompress.quant.grid import as_matrix
+from pgcompress.quant.policy import KEEP_FLOAT_MAX_NUMEL
 
 KFAC = "kfac"
 MSE = "weight-mse"
 EVAL_MATRIX_DTYPE = torch.bfloat16  # what the reference eval multiplies linear and embedding weights in
-SMALL_TENSOR = 65_536  # the reference export keeps tensors up to this many values as floats (control, gains)
 
 
 class Distortion:
@@ -76,23 +76,23 @@ class Distortion:
     def is_matrix(self, name: str, W: torch.Tensor) -> bool:
         """Whether the eval computes with this tensor in ``matrix_dtype`` (a linear or embedding weight)."""
         if self.stats is None:
-            return W.ndim >= 2 and W.numel() > SMALL_TENSOR
+            return W.ndim >= 2 and W.numel() > KEEP_FLOAT_MAX_NUMEL
         return bool(self._linear_keys(name)) or name in self.stats.emb_sens
 
-    def eval_error(self, name: str, W: torch.Tensor, W_hat: torch.Tensor) -> torch.Tensor:
+    def _eval_error(self, W: torch.Tensor, W_hat: torch.Tensor, matrix: bool) -> torch.Tensor:
         """E = W_hat - W as the eval sees them (fp32, cpu)."""
         W, W_hat = W.detach(), W_hat.detach()
-        if self.matrix_dtype is not None and self.is_matrix(name, W):
+        if matrix and self.matrix_dtype is not None:
             W, W_hat = W.to(self.matrix_dtype), W_hat.to(self.matrix_dtype)
         return (W_hat.float() - W.float()).cpu()
 
     def __call__(self, name: str, W: torch.Tensor, W_hat: torch.Tensor) -> float:
-        E = self.eval_error(name, W, W_hat)
         if self.stats is None:
-            return float(E.double().square().sum())
+            return float(self._eval_error(W, W_hat, self.is_matrix(name, W)).double().square().sum())
         s = self.stats
         total = 0.0
         keys = self._linear_keys(name)
+        E = self._eval_error(W, W_hat, bool(keys) or name in s.emb_sens)
         if keys:
             Em = as_matrix(E)  # [rows, in]; bank slices are consecutive row blocks
             step = Em.shape[0] // len(keys)
