@@ -369,7 +369,13 @@ def write_md(results: dict, path: Path) -> None:
         if "code_sets_pgcompress_machine" in results:
             machine += (f" (pgcompress rows and byte breakdowns re-measured with --add-pgcompress on: "
                         f"{results['code_sets_pgcompress_machine']})")
+        if "code_sets_record_machine" in results:
+            machine += (f" (records' pipeline and rans-ctx3 rows added with --add-record on: "
+                        f"{results['code_sets_record_machine']})")
         lines += [""] + coders_codes.markdown(results["code_sets"], machine)
+    if "brief_sets" in results:
+        lines += [""] + coders_codes.brief_markdown(results["brief_sets"], results["brief_model"],
+                                                    results.get("brief_machine", "not recorded"))
     if "artifacts" in results:
         lines += [""] + artifacts_md(results["artifacts"], results.get("artifacts_machine", "not recorded"))
     if "artifacts_at_3072_codes_a_lane" in results:
@@ -403,6 +409,12 @@ def main() -> None:
     ap.add_argument("--add-pgcompress", action="store_true",
                     help="with --code-sets: only re-measure pgcompress's coders (and their byte breakdowns) "
                          "for the sets already in the JSON")
+    ap.add_argument("--add-record", action="store_true",
+                    help="with --code-sets: only add the records' per-group pipeline and rans-ctx3 "
+                         "to the sets already in the JSON")
+    ap.add_argument("--brief-sets", default=None,
+                    help="the whole code-set comparison on a briefly trained record-shaped model's codes "
+                         "(int6-sdclip,int8-ref,int6-gptq); trains it (~5 min) unless --cache holds it")
     ap.add_argument("--artifacts", default=None,
                     help="time the generated decoder on whole artifacts of these methods (int6-sdclip,int8-ref)")
     args = ap.parse_args()
@@ -415,17 +427,31 @@ def main() -> None:
         path.write_text(json.dumps(results, indent=1, sort_keys=True))
         write_md(results, args.out.with_suffix(".md"))
         return
+    if args.brief_sets:
+        path = args.out.with_suffix(".json")
+        results = json.loads(path.read_text())
+        brief_sd, info = coders_codes.brief_model(args.cache)
+        results["brief_machine"] = machine_description()
+        results["brief_model"] = info
+        results["brief_sets"] = coders_codes.run(brief_sd, args.brief_sets.split(","),
+                                                 args.cache / "brief" if args.cache else None)
+        path.write_text(json.dumps(results, indent=1, sort_keys=True))
+        write_md(results, args.out.with_suffix(".md"))
+        return
     if args.code_sets:
         path = args.out.with_suffix(".json")
         results = json.loads(path.read_text()) if path.exists() else {"machine": machine_description(), "payloads": {}}
         if args.add_pgcompress:
             results["code_sets_pgcompress_machine"] = machine_description()
-        else:
+        elif not args.add_record:
             results["code_sets_machine"] = machine_description()
         if args.add_deepcabac:
             coders_codes.add_deepcabac(results["code_sets"], sd, args.cache)
         elif args.add_pgcompress:
             coders_codes.add_pgcompress(results["code_sets"], sd, args.cache)
+        elif args.add_record:
+            results["code_sets_record_machine"] = machine_description()
+            coders_codes.add_record(results["code_sets"], sd, args.cache)
         else:
             results["code_sets"] = coders_codes.run(sd, args.code_sets.split(","), args.cache)
         path.write_text(json.dumps(results, indent=1, sort_keys=True))

@@ -26,6 +26,7 @@ import numpy as np
 from pgcompress.coding.base import stream_info_for
 from pgcompress.coding.rans_ctx import _log_widths
 from pgcompress.registry import get_codec
+from record_pipeline import record_pipeline
 
 METHODS = {"int8-ref": "int8-ref", "int6-sdclip": "int6-sdclip", "int6-gptq": "int6-gptq"}
 TRAIN = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "sp1024" / "fineweb_train_*.bin")
@@ -282,7 +283,7 @@ def add_pgcompress(res: dict, sd: dict, cache: Path | None) -> None:
 
 def pgcompress_coders(codes: dict[str, np.ndarray]) -> dict[str, dict]:
     out = {}
-    for codec in ("rans", "rans-ctx", "rans-ctx2"):
+    for codec in ("rans", "rans-ctx", "rans-ctx2", "rans-ctx3"):
         c = get_codec(codec)
         tot = {"bytes": 0, "encode_s": 0.0, "decode_s": 0.0}
         for q in codes.values():
@@ -315,8 +316,43 @@ def run(sd: dict, kinds: list[str], cache: Path | None) -> dict:
         print(kind, len(codes), "matrices", len(raw), "codes", flush=True)
         res[kind] = {"params": len(raw), "matrices": len(codes), "theory": theory(codes),
                      "pgcompress": pgcompress_coders(codes), "deepcabac": deepcabac(codes),
-                     "generic": generic(raw, raw_t)}
+                     "generic": generic(raw, raw_t), "record_pipeline": record_pipeline(codes)}
     return res
+
+
+def add_record(res: dict, sd: dict, cache: Path | None) -> None:
+    """Add the records' per-group pipeline and rans-ctx3 to the code sets already in ``res``."""
+    for kind, r in res.items():
+        codes = code_set(sd, kind, cache)
+        r["record_pipeline"] = record_pipeline(codes)
+        r["pgcompress"].update({k: v for k, v in pgcompress_coders(codes).items() if k == "rans-ctx3"})
+        print(" ", kind, r["record_pipeline"], flush=True)
+
+
+BRIEF = {"num_layers": 11, "model_dim": 256, "num_heads": 4, "num_kv_heads": 2, "mlp_mult": 4, "seq_len": 256,
+         "batch_seqs": 8, "train_steps": 400, "warmup_steps": 10}
+
+
+def brief_model(cache: Path | None) -> tuple[dict, dict]:
+    """A record-shaped model (11 layers, MLP x4, at width 256) of the reference architecture,
+    trained briefly on the shared train shard (BRIEF; seeded, so the same weights each run)."""
+    import torch
+
+    from pgcompress.demo.train import TrainConfig, train_model
+    from pgcompress.eval.shards import read_shard
+
+    path = cache / "brief_model.pt" if cache else None
+    if path and path.exists():
+        return torch.load(path, map_location="cpu", weights_only=True), {"config": BRIEF, "cached": str(path)}
+    tokens = read_shard(Path(TRAIN).parent / "fineweb_train_000000.bin")
+    t = time.perf_counter()
+    sd, stats = train_model(tokens, 1024, TrainConfig(**BRIEF))
+    info = {"config": BRIEF, "steps": stats.steps, "tokens": stats.tokens, "final_loss": stats.final_loss,
+            "seconds": time.perf_counter() - t}
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(sd, path)
+    return sd, info
 
 
 def _targets(r: dict) -> list[str]:
@@ -326,10 +362,12 @@ def _targets(r: dict) -> list[str]:
     best_name = min(pg, key=pg.get)
     best = pg[best_name]
     rivals = {"rans-ctx": pg["rans-ctx"]}
-    for label, v in list(r["generic"].items()) + list(r.get("deepcabac", {}).items()):
+    rec = r.get("record_pipeline", {})
+    extra = [("record pipeline", rec)] if rec.get("bytes") is not None else []
+    for label, v in list(r["generic"].items()) + list(r.get("deepcabac", {}).items()) + extra:
         if not isinstance(v, dict) or v.get("bytes") is None:
             continue
-        for family in ("brotli-11", "DeepCABAC", "ZPAQ"):
+        for family in ("brotli-11", "DeepCABAC", "ZPAQ", "record pipeline"):
             if label.startswith(family) and (family not in rivals or v["bytes"] < rivals[family]):
                 rivals[family] = v["bytes"]
     lines = [f"Best pgcompress coder: **{best_name}**, {best:,} B: " + "; ".join(
@@ -368,7 +406,34 @@ def markdown(res: dict, machine: str) -> list[str]:
              "byte breakdown below separates what the model costs (ideal code lengths of its own tables) from "
              "what the coder adds. The theory rows have no table "
              "cost and are not bias-corrected, so the gains they show for 2-D and neighbour contexts are upper "
-             "bounds; rans-ctx2 does not use them.", ""]
+             "bounds; rans-ctx2 does not use them.", "",
+             "rans-ctx3 is rans-ctx2 with integer row and column centres (rounded means taken out, kept as "
+             "side indices in the same lanes; the encoder keeps none, rows, columns or both by the model's "
+             "size). On this well-trained checkpoint the centres are almost all zero, so it matches "
+             "rans-ctx2; the briefly trained model below is where they pay. The records' per-group pipeline "
+             "is bench/record_pipeline.py (written here from PR #1855's description), on the same codes.", ""]
+    return lines + set_sections(res)
+
+
+def brief_markdown(res: dict, info: dict, machine: str) -> list[str]:
+    cfg = info["config"]
+    trained = (f"{info['steps']} steps, {info['tokens']:,} tokens, {info['seconds']:.0f} s, final train loss "
+               f"{info['final_loss']:.3f}" if "steps" in info else f"loaded from {info['cached']}")
+    return ["# Coders on a briefly trained record-shaped model (bench/coders.py --brief-sets)", "",
+            f"Machine: {machine}", "",
+            f"Model: the reference architecture (pgcompress.demo.train) at the records' depth and MLP width "
+            f"({cfg['num_layers']} layers, MLP x{cfg['mlp_mult']}) and reduced width {cfg['model_dim']} "
+            f"({cfg['num_heads']} heads, {cfg['num_kv_heads']} KV heads), trained briefly on the shared train "
+            f"shard with AdamW ({trained}). It is not PR #1855's architecture (no weight banks, gates or "
+            "value embeddings): its tensor names are the reference's, which are the ones the records' "
+            "per-group pipeline groups by. Its attention matrices (256 x 256 = 65,536 values) stay in float, "
+            "so the code sets hold the embedding and the MLP matrices. A briefly trained model keeps "
+            "structure a trained one loses: rounded column means of 0.4-0.8 code steps against a spread of "
+            "~2.4 in the embedding and MLP fc, row means in the zero-initialised MLP proj.", ""] + set_sections(res)
+
+
+def set_sections(res: dict) -> list[str]:
+    lines = []
     for kind, r in res.items():
         n = r["params"]
         ref = r["pgcompress"]["rans-ctx"]["bytes"]
@@ -395,6 +460,13 @@ def markdown(res: dict, machine: str) -> list[str]:
                 lines.append(f"| {label} | {v['note']} | | | | |")
             else:
                 row(label, v["bytes"], v.get("encode_s"), v.get("decode_s"))
+        rec = r.get("record_pipeline")
+        if rec and rec.get("bytes") is None:
+            lines.append(f"| records' per-group pipeline (PR #1855) | {rec['note']} | | | | |")
+        elif rec:
+            for label in ("lrzip -z -L 9", "lrzip -z -L 9 -T"):
+                row(f"records' per-group pipeline (PR #1855): role groups, L1 row sort, transposed, {label}",
+                    rec[label])
         d = r["deepcabac"]
         if "note" in d:
             lines.append(f"| DeepCABAC (nncodec) | {d['note']} | | | | |")

@@ -40,7 +40,7 @@ MEMORY_LIMIT = 2 << 30  # RLIMIT_AS of a worker (torch alone maps ~1 GiB)
 TIME_LIMIT_S = 20.0
 TARGETS = ("library", "decoder")
 METHODS = ["int8-ref", "int6-rtn", "int4-clip-asym-bf16-g32", "int5-rtn+lqer", "fp16", "bf16", "fp32", "raw"]
-CODECS = ["auto", "raw", "zlib", "lzma", "brotli", "zstd", "planes+brotli", "planes+lzma", "bitpack", "rans", "rans-ctx"]
+CODECS = ["auto", "raw", "zlib", "lzma", "brotli", "zstd", "planes+brotli", "planes+lzma", "bitpack", "rans", "rans-ctx", "rans-ctx2", "rans-ctx3"]
 INTERESTING = [0, 1, 2, 3, 7, 8, 15, 16, 64, 255, 256, 1023, 1 << 15, (1 << 16) - 1, 1 << 16, (1 << 16) + 1,
                1 << 20, (1 << 22) + 1, 1 << 28, (1 << 31) - 1, 1 << 31, 1 << 34, (1 << 36) + 1, 1 << 63,
                (1 << 64) + 5, -1, -128, -129, -(1 << 63), 10 ** 30]

@@ -62,7 +62,7 @@ def handmade_artifact(codec_for_q: str) -> bytes:
     for role, arr in enc.streams.items():
         info = stream_info_for(arr)
         codec = codec_for_q if role == "q" else "planes+brotli"
-        blob = get_codec(codec).encode(arr, matrix_info(q2d) if codec in ("rans-ctx", "rans-ctx2") else info)
+        blob = get_codec(codec).encode(arr, matrix_info(q2d) if codec.startswith("rans-ctx") else info)
         streams.append(fmt.stream_entry(role, info, codec, blob))
         blobs.append(blob)
     entry = {"name": "w", "shape": [96, 80], "dtype": "float32", "method": enc.method,
@@ -70,7 +70,7 @@ def handmade_artifact(codec_for_q: str) -> bytes:
     return fmt.build({"label": "test"}, [entry], blobs)
 
 
-@pytest.mark.parametrize("codec", ["rans-ctx", "rans-ctx2", "rans", "bitpack", "lzma"])
+@pytest.mark.parametrize("codec", ["rans-ctx", "rans-ctx2", "rans-ctx3", "rans", "bitpack", "lzma"])
 def test_every_submittable_codec_decodes_in_the_generated_module(codec):
     data = handmade_artifact(codec)
     src = build_decoder(data, minify=False)
@@ -154,3 +154,32 @@ def test_rans_ctx2_artifact_decodes_in_a_child_process(tmp_path):
                    {"lanes": 5000}, {"r": 5}):
         with pytest.raises(ns["CodecError"]):
             ns["CODECS"]["rans-ctx2"](hostile(**kwargs), "int8", 16, -3, 3)
+
+
+def test_rans_ctx3_artifact_decodes_in_a_child_process(tmp_path):
+    """A whole artifact whose code matrices use rans-ctx3 with centres (columns shifted by up to
+    +-3 steps, all-equal columns), decoded where pgcompress cannot be imported; the library's
+    hostile headers raise in the generated decoder too."""
+    sd = reference_like_state_dict(seed=4, dim=64, layers=1, vocab=300)
+    w = torch.randn(1031, 64) * 0.02 + torch.linspace(-0.04, 0.04, 64)[None, :]  # column offsets
+    w[:, ::5] = 0.0
+    sd["tok_emb.weight"] = w.to(torch.bfloat16)
+    data = pgcompress.pack(sd, method="int6-rtn", codec="rans-ctx3", submittable=True)
+    codecs = {s.codec for t in fmt.parse(data, "t").tensors for s in t.streams}
+    assert "rans-ctx3" in codecs
+    assert_same_state(run_isolated(tmp_path, build_decoder(data), data), pgcompress.unpack(data))
+    ns = {}
+    exec(compile(build_decoder(data, minify=False), "d.py", "exec"), ns)
+    from test_coding_rans_ctx3 import HOSTILE, hostile, offset_matrix
+
+    q, _ = offset_matrix(5, 200, 96, row_sd=1.0)
+    blob = get_codec("rans-ctx3").encode(q.reshape(-1), matrix_info(q))
+    lo, hi = int(q.min()), int(q.max())
+    assert np.array_equal(ns["CODECS"]["rans-ctx3"](blob, "int8", q.size, lo, hi), q.reshape(-1))
+    with pytest.raises(ns["CodecError"]):
+        ns["CODECS"]["rans-ctx3"](blob[:-1], "int8", q.size, lo, hi)
+    with pytest.raises(ns["CodecError"]):
+        ns["CODECS"]["rans-ctx3"](blob, "int8", q.size, lo + 1, hi)
+    for kwargs, _ in HOSTILE:
+        with pytest.raises(ns["CodecError"]):
+            ns["CODECS"]["rans-ctx3"](hostile(**kwargs), "int8", 16, -3, 3)

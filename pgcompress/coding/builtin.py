@@ -6,3 +6,4 @@ from pgcompress.coding import byteplane  # noqa: F401
 from pgcompress.coding import rans  # noqa: F401
 from pgcompress.coding import rans_ctx  # noqa: F401
 from pgcompress.coding import rans_ctx2  # noqa: F401
+from pgcompress.coding import rans_ctx3  # noqa: F401

@@ -93,11 +93,12 @@ def ctx2_enter_tail(x):
 
 
 def ctx2_side_tables(params, sb):
-    """params: [A, m, u, e] for rows and for columns -> [2, max A] frequency tables (zero-padded)."""
+    """params: [A, m, u, e] per side table (rows, columns, ...) -> [tables, max A] frequency tables
+    (zero-padded)."""
     for a, m, u, e in params:
         if not 1 <= a <= MAX_SIDE_ALPHABET or m >= a or not 1 <= u <= 1 << 20 or e > 6:
             raise CodecError(f"corrupt stream (side table: {a} values, centre {m}, width {u}, tail {e})")
-    out = np.zeros((2, max(p[0] for p in params)), dtype=np.int64)
+    out = np.zeros((len(params), max(p[0] for p in params)), dtype=np.int64)
     for i, (a, m, u, e) in enumerate(params):
         out[i, :a] = ctx_table(u, e, -m, a - 1 - m, sb)
     return out

@@ -134,12 +134,13 @@ def _uvarint_len(v: int) -> int:
     return max(1, -(-int(v).bit_length() // 7))
 
 
-def fit_model(q: np.ndarray, lo: int, hi: int) -> Ctx2Model:
+def fit_model(q: np.ndarray, lo: int, hi: int, width_steps: tuple[int, ...] | None = None) -> Ctx2Model:
     """q: [R, C] integer codes in [lo, hi] -> the model rans-ctx2 codes them with: the width
-    quantization (steps per octave, which only the encoder knows) of least ideal size + header."""
+    quantization (steps per octave, which only the encoder knows; ``width_steps``, default
+    WIDTH_STEPS) of least ideal size + header."""
     a, b = _rank1_widths(q)
     best = None
-    for steps in WIDTH_STEPS:
+    for steps in width_steps or WIDTH_STEPS:
         ia = np.round(steps * np.log2(a)).astype(np.int64)
         jb = np.round(steps * np.log2(b)).astype(np.int64)
         model = _fit_model_at(q, lo, hi, ia - ia.min(), jb - jb.min())
