@@ -371,8 +371,8 @@ def _targets(r: dict) -> list[str]:
             if label.startswith(family) and (family not in rivals or v["bytes"] < rivals[family]):
                 rivals[family] = v["bytes"]
     lines = [f"Best pgcompress coder: **{best_name}**, {best:,} B: " + "; ".join(
-        f"{best / v - 1:+.2%} vs {k} (best order)" if k != "rans-ctx" else f"{best / v - 1:+.2%} vs rans-ctx"
-        for k, v in rivals.items()) + "."]
+        f"{best / v - 1:+.2%} vs {k}" + {"rans-ctx": "", "record pipeline": " (its better lrzip setting)"}.get(
+            k, " (best order)") for k, v in rivals.items()) + "."]
     p2 = r.get("rans_ctx2_parts")
     if p2:
         floor = p2["codes, ideal (-log2 p of the model's tables)"]
