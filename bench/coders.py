@@ -201,7 +201,8 @@ for _ in range(3):
 
 
 def _with_rans_ctx(data: bytes, container) -> bytes:
-    """The same artifact with every rans-ctx2 stream re-encoded with rans-ctx (header otherwise as is)."""
+    """The same artifact with every rans-ctx2 and rans-ctx3 stream re-encoded with rans-ctx (header
+    otherwise as is)."""
     from pgcompress import format as fmt
 
     entries, blobs = [], []
@@ -210,9 +211,9 @@ def _with_rans_ctx(data: bytes, container) -> bytes:
         for st in tensor.streams:
             blob = data[st.offset:st.offset + st.size]
             entry = dict(st.entry)
-            if st.codec == "rans-ctx2":
+            if st.codec in ("rans-ctx2", "rans-ctx3"):
                 shaped = dataclasses.replace(st.info, shape=tuple(tensor.shape))
-                blob = get_codec("rans-ctx").encode(get_codec("rans-ctx2").decode(blob, shaped), shaped)
+                blob = get_codec("rans-ctx").encode(get_codec(st.codec).decode(blob, shaped), shaped)
                 entry.update(codec="rans-ctx", size=len(blob), crc=zlib.crc32(blob))
             tdict["streams"].append(entry)
             blobs.append(blob)
@@ -247,7 +248,7 @@ def _time_decoders(variants: dict[str, tuple[bytes, str]], rounds: int = 2) -> d
 def artifact_decode(sd: dict, methods: list[str], keep: Path | None) -> dict:
     """Pack each method (auto codecs, submittable), generate the decoder, check it against unpack
     in a child where pgcompress cannot be imported, and time it (one thread) next to the same
-    artifact with rans-ctx in place of rans-ctx2; sizes of the streams by codec."""
+    artifact with rans-ctx in place of rans-ctx2 and rans-ctx3; sizes of the streams by codec."""
     import pgcompress
     from pgcompress import format as fmt
     from pgcompress.submission.decoder import build_decoder
@@ -310,8 +311,8 @@ def artifacts_md(res: dict, machine: str) -> list[str]:
         lines.append(f"| {method} | {r['artifact_bytes']:,} | {codecs} | {r['decoder_bytes']:,} | "
                      f"{r['decoder_wrapped_bytes']:,} | {r['decode_wall_s']:.2f} | {r['decode_cpu_s']:.2f} | "
                      f"{'bit for bit' if r['bit_exact'] else 'NO'} |")
-    lines += ["", "The same artifacts with rans-ctx in place of rans-ctx2 (each such stream re-encoded with "
-              "rans-ctx, the rest and the header as packed; its own generated decoder, also checked bit for bit; "
+    lines += ["", "The same artifacts with rans-ctx in place of rans-ctx2 and rans-ctx3 (each such stream "
+              "re-encoded with rans-ctx, the rest and the header as packed; its own generated decoder, also checked bit for bit; "
               "the two artifacts' decodes timed taking turns, so they share the machine's load):", "",
               "| method | artifact bytes | with rans-ctx | change | decoder bytes (minified / wrapped alone) "
               "with rans-ctx | decode wall / CPU s | with rans-ctx |", "|---|---:|---:|---:|---:|---:|---:|"]
