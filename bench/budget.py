@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from machine import machine_description  # noqa: E402
 
 import pgcompress  # noqa: E402
 from pgcompress.budget import pack_to_budget, prepare  # noqa: E402
+from pgcompress.budget.noise import NoiseFloor, nudged_copies  # noqa: E402
 from pgcompress.budget.sweep import plot_sweep, rows_markdown, run_sweep  # noqa: E402
 from pgcompress.eval.runner import EvalOptions, run  # noqa: E402
 from pgcompress.quant.calibration import CalibConfig  # noqa: E402
@@ -78,31 +78,22 @@ def single_tensor_changes(sd, prepared, opts, names, method="int3-gptq"):
 
 
 def eval_noise_floor(sd, distortion, opts, replicates: int = 6, rel: float = 2.0 ** -12) -> dict:
-    """The eval's own resolution: copies of the raw checkpoint with every matrix nudged by relative
-    noise of ``rel`` (a change the K-FAC proxy puts near zero) evaluated exactly as the sweep is. Any
-    weight change moves bf16's roundings of the activations, so the spread of these gaps is the size a
-    gap difference must exceed before this eval orders two artifacts."""
-    g = torch.Generator().manual_seed(0)
-    predicted = []
+    """The eval's own resolution (pgcompress.budget.noise): copies of the raw checkpoint with every
+    matrix nudged by relative noise of ``rel`` (a change the K-FAC proxy puts near zero, reported as
+    predicted_max) evaluated exactly as the sweep is; the spread of their gaps is the size a gap
+    difference must exceed before this eval orders two artifacts."""
+    copies = nudged_copies(sd, replicates, rel, seed=0)
+    predicted = [float(sum(distortion(k, sd[k].float(), c[k].float()) for k in sd if sd[k].is_floating_point()))
+                 for c in copies]
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
-        for r in range(replicates):
-            nudged = {}
-            for k, v in sd.items():
-                if v.is_floating_point() and v.ndim == 2:
-                    nudged[k] = (v.float() * (1 + rel * torch.randn(v.shape, generator=g))).to(v.dtype)
-                else:
-                    nudged[k] = v
-            predicted.append(float(sum(distortion(k, sd[k].float(), nudged[k].float())
-                                       for k in sd if sd[k].is_floating_point())))
-            p = Path(tmp) / f"nudged_{r}.pt"
-            torch.save(nudged, p)
-            paths.append(p)
+        for r, c in enumerate(copies):
+            paths.append(Path(tmp) / f"nudged_{r}.pt")
+            torch.save(c, paths[-1])
         results = run([CKPT] + paths, replace(opts, label=None))
-        gaps = [e.val_bpb - results[0].val_bpb for e in results[1:]]
-    sigma = float(np.std(gaps, ddof=1))
-    return {"max_tokens": opts.max_tokens, "replicates": replicates, "relative_noise": rel, "gaps": gaps,
-            "predicted_max": max(predicted), "sigma": sigma, "difference_2sigma": 2 * math.sqrt(2) * sigma}
+    nf = NoiseFloor(replicates, rel, [e.val_bpb - results[0].val_bpb for e in results[1:]])
+    return {"max_tokens": opts.max_tokens, "replicates": replicates, "relative_noise": rel, "gaps": nf.gaps,
+            "predicted_max": max(predicted), "sigma": nf.sigma, "difference_2sigma": nf.resolution}
 
 
 def trained_24m(steps: int):

@@ -43,10 +43,14 @@ def parse_budgets(text: str) -> list[int]:
 @click.option("--code", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="The counted code file (train_gpt.py).")
 @click.option("--submission", type=click.Choice(MODES), default="self-contained", show_default=True)
+@click.option("--noise-replicates", type=click.IntRange(0), default=0, show_default=True,
+              help="Also score this many nudged copies of the checkpoint (every matrix x (1 + 2^-12 N(0,1))) "
+                   "on the same tokens: the eval's own noise, and whether each rise of the gap with budget "
+                   "is beyond it (2 or more; 6 gives a usable sigma).")
 @functools.partial(calib_options, with_model=False)
 @_eval_options
-def sweep(checkpoint, budgets, uniform, out_dir, code, submission, calib_shards, calib_selfgen, calib_seqs,
-          calib_seq_len, as_json, **eval_kw):
+def sweep(checkpoint, budgets, uniform, out_dir, code, submission, noise_replicates, calib_shards, calib_selfgen,
+          calib_seqs, calib_seq_len, as_json, **eval_kw):
     """Pack CHECKPOINT at each budget and with each uniform method, evaluate every artifact.
 
     \b
@@ -54,15 +58,21 @@ def sweep(checkpoint, budgets, uniform, out_dir, code, submission, calib_shards,
            "artifact", "model_bytes", "total_bytes", "headroom" (null for uniform), "val_bpb", "gap",
            "predicted", "best_fit" (solver rows: "itself", "solver B" or a method: the artifact of this
            sweep with the lowest measured val_bpb under that budget; "" for uniform rows),
-           "best_fit_gap" (its gap; null for uniform rows)}]}, the same as OUT_DIR/sweep.json.
+           "best_fit_gap" (its gap; null for uniform rows)}]}, the same as OUT_DIR/sweep.json; with
+           --noise-replicates also "noise" {"replicates", "relative_noise", "gaps", "sigma", "resolution"
+           (2 sqrt(2) sigma)} and "inversions" [{"from", "to", "rise", "beyond_noise"}] (solver rows whose
+           gap is above the next smaller budget's).
 
     Example: pgc sweep final_model.pt --budgets 4e6,8e6,12e6,16e6 --data-path data/ --tokenizer sp.model
     """
     from pgcompress.budget import prepare
-    from pgcompress.budget.sweep import plot_sweep, rows_json, rows_markdown, run_sweep
+    from pgcompress.budget.noise import noise_floor
+    from pgcompress.budget.sweep import noise_markdown, plot_sweep, rows_json, rows_markdown, run_sweep
     from pgcompress.cli.eval_cmd import _options
 
     budget_list = parse_budgets(budgets)
+    if noise_replicates == 1:
+        raise click.BadParameter("one copy gives no spread: use 0 (off) or at least 2", param_hint="--noise-replicates")
     methods = [m.strip() for m in uniform.split(",") if m.strip()]
     opts = _options(as_json=as_json, **eval_kw)
     calib = calib_config(calib_shards, calib_selfgen, calib_seqs, calib_seq_len, eval_kw["model_code"],
@@ -73,13 +83,14 @@ def sweep(checkpoint, budgets, uniform, out_dir, code, submission, calib_shards,
                           progress=not (as_json or eval_kw["quiet"]))
     if not rows:
         raise PgcError("nothing was packed")
-    atomic_write(out_dir / "sweep.json", rows_json(rows, raw).encode())
+    noise = noise_floor(sd, raw.val_bpb, opts, noise_replicates) if noise_replicates else None
+    atomic_write(out_dir / "sweep.json", rows_json(rows, raw, noise).encode())
     md = [f"# pgc sweep of {checkpoint.name}", "", f"raw val_bpb {raw.val_bpb:.8f}; distortion: {prepared.calibration}",
-          ""] + rows_markdown(rows)
+          ""] + rows_markdown(rows) + (["", *noise_markdown(rows, noise)] if noise else [])
     atomic_write(out_dir / "sweep.md", ("\n".join(md) + "\n").encode())
     plot_sweep(rows, out_dir / "sweep.png", checkpoint.name)
     if as_json:
-        click.echo(json.dumps(json.loads(rows_json(rows, raw))))
+        click.echo(json.dumps(json.loads(rows_json(rows, raw, noise))))
         return
     for line in md[4:]:
         click.echo(line)

@@ -11,6 +11,7 @@ from pathlib import Path
 from pgcompress.atomic import atomic_write
 from pgcompress.budget import Prepared, pack_to_budget
 from pgcompress.budget.accounting import Accounting
+from pgcompress.budget.noise import NoiseFloor, inversions
 from pgcompress.errors import PgcError
 from pgcompress.quant.base import QuantContext
 from pgcompress.registry import get_method
@@ -97,8 +98,28 @@ def mark_best_fits(rows: list[SweepRow]) -> None:
         r.best_fit_gap = best.gap
 
 
-def rows_json(rows: list[SweepRow], raw) -> str:
-    return json.dumps({"raw_val_bpb": raw.val_bpb, "rows": [asdict(r) for r in rows]}, indent=1, sort_keys=True) + "\n"
+def rows_json(rows: list[SweepRow], raw, noise: NoiseFloor | None = None) -> str:
+    out = {"raw_val_bpb": raw.val_bpb, "rows": [asdict(r) for r in rows]}
+    if noise is not None:
+        out["noise"] = noise.as_dict()
+        out["inversions"] = solver_inversions(rows, noise)
+    return json.dumps(out, indent=1, sort_keys=True) + "\n"
+
+
+def solver_inversions(rows: list[SweepRow], noise: NoiseFloor) -> list[dict]:
+    return inversions([(int(r.label), r.gap) for r in rows if r.kind == "solver" and r.gap is not None],
+                      noise.resolution)
+
+
+def noise_markdown(rows: list[SweepRow], noise: NoiseFloor) -> list[str]:
+    """What this eval can resolve, and each rise of the solver's gap with budget read against it."""
+    lines = [f"Eval noise: {noise.replicates} copies of the checkpoint with every matrix nudged by "
+             f"(1 + {noise.relative_noise:.3g} N(0,1)) score gaps of sigma {noise.sigma:.6f} bpb on these tokens, "
+             f"so two gaps closer than 2 sqrt(2) sigma = {noise.resolution:.6f} are not ordered by this eval."]
+    for inv in solver_inversions(rows, noise):
+        lines.append(f"- gap rises {inv['from']:,} -> {inv['to']:,} B by {inv['rise']:+.6f}: "
+                     + ("beyond the eval's noise" if inv["beyond_noise"] else "within the eval's noise"))
+    return lines
 
 
 def rows_markdown(rows: list[SweepRow]) -> list[str]:
