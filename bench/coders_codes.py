@@ -254,7 +254,7 @@ def rans_ctx2_ablations(codes: dict[str, np.ndarray]) -> dict[str, int]:
     variants = {"as shipped": {}, "no tail (initial states carry nothing)": {"MAX_TAIL_STEPS": 0},
                 "width steps fixed at 4 an octave (as rans-ctx)": {"WIDTH_STEPS": (4,)},
                 "1024 codes a lane": {"SYMBOLS_PER_LANE": 1024}, "3072 codes a lane": {"SYMBOLS_PER_LANE": 3072},
-                "4096 codes a lane": {"SYMBOLS_PER_LANE": 4096}}
+                "4096 codes a lane": {"SYMBOLS_PER_LANE": 4096}, "16384 codes a lane": {"SYMBOLS_PER_LANE": 16384}}
     out = {}
     for label, patch in variants.items():
         saved = {k: getattr(m2, k) for k in patch}
