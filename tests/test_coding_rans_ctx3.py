@@ -6,17 +6,15 @@ before anything large is allocated."""
 from __future__ import annotations
 
 import math
-import tracemalloc
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coding_helpers import matrix_info
+from coding_helpers import assert_corruption_detected, assert_refused_before_allocating, assert_roundtrip, leb128, \
+    matrix_info
 from pgcompress.coding.base import StreamInfo
 from pgcompress.coding.rans_ctx3 import fit_model3
-from pgcompress.coding.rans_enc import write_uvarint
 from pgcompress.errors import CodecError
 from pgcompress.registry import get_codec
 from test_coding_rans_ctx2 import weight_like_matrix
@@ -26,13 +24,7 @@ CTX2 = get_codec("rans-ctx2")
 
 
 def roundtrip(q: np.ndarray) -> bytes:
-    info = matrix_info(q)
-    blob = CTX3.encode(q.reshape(-1), info)
-    out = CTX3.decode(blob, info)
-    assert out.dtype == q.dtype and out.shape == (q.size,)
-    np.testing.assert_array_equal(out, q.reshape(-1))
-    assert CTX3.encode(q.reshape(-1), info) == blob  # deterministic
-    return blob
+    return assert_roundtrip(CTX3, q)
 
 
 def offset_matrix(seed: int, rows: int, cols: int, sigma: float = 2.4, col_sd: float = 1.0,
@@ -104,17 +96,10 @@ def test_no_cost_without_offsets():
         assert len(roundtrip(q)) <= len(CTX2.encode(q.reshape(-1), matrix_info(q))) + 6
 
 
-def header(*values: int) -> bytearray:
-    out = bytearray()
-    for v in values:
-        write_uvarint(out, v)
-    return out
-
-
 def hostile(k=1, r=4, c=4, tail=0, mode=0, elo=6, ea=7, side=(1, 0, 16, 3, 1, 0, 16, 3), centres=(),
             lanes=1, nwords=0, sb=15, us=(16,)):
-    blob = header(sb, 3, k, r, c, 0, tail, mode, elo, ea, *us, *side, *centres)
-    blob += header(lanes, nwords) + b"\0\0\1\0" * lanes + b"\0\0" * nwords
+    blob = leb128(sb, 3, k, r, c, 0, tail, mode, elo, ea, *us, *side, *centres)
+    blob += leb128(lanes, nwords) + b"\0\0\1\0" * lanes + b"\0\0" * nwords
     return bytes(blob)
 
 
@@ -152,34 +137,10 @@ def test_codes_outside_the_declared_range_are_refused():
 
 def test_lying_lengths_fail_before_allocating():
     info = StreamInfo("int8", 10**9, -3, 3)
-    blob = header(15, 3, 1, 10**5, 10**4, 0, 0, 3, 6, 7, 16, 1, 0, 16, 3, 1, 0, 16, 3, 0, 1, 0, 16, 3, 0, 1, 0, 16, 3)
-    blob += header(4096, 10**12) + b"\0" * 64
-    tracemalloc.start()
-    with pytest.raises(CodecError):
-        CTX3.decode(bytes(blob), info)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert peak < 1 << 20
+    blob = leb128(15, 3, 1, 10**5, 10**4, 0, 0, 3, 6, 7, 16, 1, 0, 16, 3, 1, 0, 16, 3, 0, 1, 0, 16, 3, 0, 1, 0, 16, 3)
+    blob += leb128(4096, 10**12) + b"\0" * 64
+    assert_refused_before_allocating(CTX3, bytes(blob), info)
 
 
 def test_truncated_and_flipped_blobs():
-    q, _ = offset_matrix(7, 64, 64, row_sd=1.0)
-    info = matrix_info(q)
-    blob = CTX3.encode(q.reshape(-1), info)
-    for cut in (0, 3, 12, len(blob) // 2, len(blob) - 1):
-        with pytest.raises(CodecError):
-            CTX3.decode(blob[:cut], info)
-    with pytest.raises(CodecError):
-        CTX3.decode(blob + b"\0\0", info)
-    rng = np.random.default_rng(8)
-    detected = 0
-    for _ in range(100):
-        bad = bytearray(blob)
-        bad[int(rng.integers(0, len(bad)))] ^= 1 << int(rng.integers(0, 8))
-        try:
-            out = CTX3.decode(bytes(bad), info)
-        except CodecError:
-            detected += 1
-            continue
-        assert out.size == q.size and out.dtype == np.int8
-    assert detected > 70
+    assert_corruption_detected(CTX3, offset_matrix(7, 64, 64, row_sd=1.0)[0])

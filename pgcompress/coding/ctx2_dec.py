@@ -117,19 +117,30 @@ def rans_ctx2_decode(blob, dtype, count, lo, hi):
     us, pos = read_uvarints(buf, pos, k) if k <= MAX_CONTEXTS else (None, pos)
     check_ctx_params(e, k, us, sb)
     side, pos = read_uvarints(buf, pos, 8)
-    side_freq = ctx2_side_tables([side[:4].tolist(), side[4:].tolist()], sb)
+    _, codes = ctx2_decode_body(buf, pos, count, [side[:4].tolist(), side[4:].tolist()], [r, c],
+                                (sb, e, k, t0, tail, us), lo, hi)
+    return (codes + lo).astype(dtype)
+
+
+def ctx2_decode_body(buf, pos, count, side_params, side_lens, model, vlo, vhi):
+    """The rANS body at ``pos``: side indices (phase 1: side_lens[i] symbols of the table
+    side_params[i]; the first two are the row and column widths), then ``count`` code indices
+    (phase 2: values vlo..vhi, contexts from those widths). model: (sb, e, K, t0, tail, u).
+    -> (side indices [sum(side_lens)], code indices [count]), both int32."""
+    sb, e, k, t0, tail, us = model
+    r, c = side_lens[0], side_lens[1]
+    side_freq = ctx2_side_tables(side_params, sb)
     states, words = rans_read_body(buf, pos, count)
-    n = states.size
-    if tail > min(MAX_TAIL_STEPS, -(-count // n)):
+    if tail > min(MAX_TAIL_STEPS, -(-count // states.size)):
         raise CodecError(f"corrupt stream ({tail} tail steps)")
     x = states.astype(np.int64)
     words = words.astype(np.int64)
     m = 1 << sb
-    side_off = np.concatenate([np.zeros(r, np.int64), np.full(c, m, np.int64)])
-    sides, pos = ctx2_lanes_run(x, words, 0, r + c, sb, ctx2_slot_tables(side_freq, sb), side_off, None)
-    off = ctx_index(sides[:r], sides[r:], t0, k) * m
-    codes, pos = ctx2_lanes_run(x, words, pos, count, sb, ctx2_slot_tables(ctx_tables(us, e, lo, hi, sb), sb),
-                                off, tail)
+    side_off = np.repeat(np.arange(len(side_lens), dtype=np.int64) * m, side_lens)
+    sides, pos = ctx2_lanes_run(x, words, 0, sum(side_lens), sb, ctx2_slot_tables(side_freq, sb), side_off, None)
+    off = ctx_index(sides[:r], sides[r:r + c], t0, k) * m
+    codes, pos = ctx2_lanes_run(x, words, pos, count, sb,
+                                ctx2_slot_tables(ctx_tables(us, e, vlo, vhi, sb), sb), off, tail)
     if pos != words.size or np.any(x != 1):
         raise CodecError("corrupt stream (final coder states or word count do not match)")
-    return (codes + lo).astype(dtype)
+    return sides, codes

@@ -24,10 +24,9 @@ The decoder checks that every rebuilt code lies in the stream's declared [lo, hi
 
 import numpy as np
 
-from pgcompress.coding.ctx2_dec import MAX_TAIL_STEPS, ctx2_lanes_run, ctx2_side_tables, ctx2_slot_tables
-from pgcompress.coding.ctx_dec import MAX_CONTEXTS, MAX_CTX_ALPHABET, check_ctx_params, ctx_index, ctx_tables, \
-    unzigzag
-from pgcompress.coding.rans_dec import rans_read_body, read_uvarints
+from pgcompress.coding.ctx2_dec import ctx2_decode_body
+from pgcompress.coding.ctx_dec import MAX_CONTEXTS, MAX_CTX_ALPHABET, check_ctx_params, unzigzag
+from pgcompress.coding.rans_dec import read_uvarints
 from pgcompress.errors import CodecError
 
 
@@ -56,21 +55,7 @@ def rans_ctx3_decode(blob, dtype, count, lo, hi):
             mins.append(unzigzag(int(p[0])))
             params.append(p[1:].tolist())
             lens.append(n)
-    side_freq = ctx2_side_tables(params, sb)
-    states, words = rans_read_body(buf, pos, count)
-    n_lanes = states.size
-    if tail > min(MAX_TAIL_STEPS, -(-count // n_lanes)):
-        raise CodecError(f"corrupt stream ({tail} tail steps)")
-    x = states.astype(np.int64)
-    words = words.astype(np.int64)
-    m = 1 << sb
-    side_off = np.repeat(np.arange(len(lens), dtype=np.int64) * m, lens)
-    sides, pos = ctx2_lanes_run(x, words, 0, sum(lens), sb, ctx2_slot_tables(side_freq, sb), side_off, None)
-    off = ctx_index(sides[:r], sides[r:r + c], t0, k) * m
-    res, pos = ctx2_lanes_run(x, words, pos, count, sb,
-                              ctx2_slot_tables(ctx_tables(us, e, elo, elo + ea - 1, sb), sb), off, tail)
-    if pos != words.size or np.any(x != 1):
-        raise CodecError("corrupt stream (final coder states or word count do not match)")
+    sides, res = ctx2_decode_body(buf, pos, count, params, lens, (sb, e, k, t0, tail, us), elo, elo + ea - 1)
     q = res.reshape(r, c).astype(np.int64) + elo
     at = r + c
     centres = [(n, shape) for n, shape, bit in ((r, (r, 1), 1), (c, (1, c), 2)) if mode & bit]

@@ -182,11 +182,15 @@ class RansCtx2Codec(Codec):
     def accepts(self, info: StreamInfo) -> bool:
         return symbol_stream_ok(info) and matrix_shape(info) is not None and info.hi - info.lo < MAX_CTX_ALPHABET
 
+    def fit(self, q: np.ndarray, lo: int, hi: int) -> Ctx2Model:
+        """The model this codec codes matrix q (values in [lo, hi]) with."""
+        return fit_model(q, lo, hi)
+
     def encode(self, arr: np.ndarray, info: StreamInfo) -> bytes:
         shape = matrix_shape(info)
         if not self.accepts(info) or shape is None:
-            raise CodecError("rans-ctx2 needs a non-empty 2-D integer matrix with a value range")
-        model = fit_model(arr.reshape(shape), info.lo, info.hi)
+            raise CodecError(f"{self.name} needs a non-empty 2-D integer matrix with a value range")
+        model = self.fit(arr.reshape(shape), info.lo, info.hi)
         states, words, tail = lanes_encode(model.freq, model.cum, model.phases, lanes_for(info.count), SCALE_BITS)
         model.head[6] = tail
         out = bytearray()

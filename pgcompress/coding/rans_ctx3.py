@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from pgcompress.coding.base import Codec, StreamInfo
 from pgcompress.coding.ctx2_dec import MAX_SIDE_ALPHABET, ctx2_side_tables
 from pgcompress.coding.ctx3_dec import rans_ctx3_decode
 from pgcompress.coding.ctx_dec import MAX_CTX_ALPHABET
-from pgcompress.coding.rans import symbol_stream_ok
-from pgcompress.coding.rans_ctx import SCALE_BITS, matrix_shape, zigzag
-from pgcompress.coding.rans_ctx2 import Ctx2Model, _fit_side, _per_symbol, _uvarint_len, fit_model, lanes_encode, \
-    lanes_for
-from pgcompress.coding.rans_enc import rans_body, write_uvarint
+from pgcompress.coding.rans_ctx import SCALE_BITS, zigzag
+from pgcompress.coding.rans_ctx2 import Ctx2Model, RansCtx2Codec, _fit_side, _per_symbol, _uvarint_len, fit_model
 from pgcompress.errors import CodecError
 from pgcompress.registry import register_codec
 
@@ -100,24 +96,14 @@ def fit_model3(q: np.ndarray) -> Ctx2Model:
     return best
 
 
-class RansCtx3Codec(Codec):
+class RansCtx3Codec(RansCtx2Codec):
+    """rans-ctx2's lanes and blob writer; the model adds centres (fit_model3)."""
+
     name = "rans-ctx3"
     decode_fn = staticmethod(rans_ctx3_decode)
 
-    def accepts(self, info: StreamInfo) -> bool:
-        return symbol_stream_ok(info) and matrix_shape(info) is not None and info.hi - info.lo < MAX_CTX_ALPHABET
-
-    def encode(self, arr: np.ndarray, info: StreamInfo) -> bytes:
-        shape = matrix_shape(info)
-        if not self.accepts(info) or shape is None:
-            raise CodecError("rans-ctx3 needs a non-empty 2-D integer matrix with a value range")
-        model = fit_model3(arr.reshape(shape))
-        states, words, tail = lanes_encode(model.freq, model.cum, model.phases, lanes_for(info.count), SCALE_BITS)
-        model.head[6] = tail
-        out = bytearray()
-        for value in model.head:
-            write_uvarint(out, int(value))
-        return bytes(out) + rans_body(states, words)
+    def fit(self, q: np.ndarray, lo: int, hi: int) -> Ctx2Model:
+        return fit_model3(q)
 
 
 register_codec(RansCtx3Codec())
