@@ -411,7 +411,10 @@ def markdown(res: dict, machine: str) -> list[str]:
              "side indices in the same lanes; the encoder keeps none, rows, columns or both by the model's "
              "size). On this well-trained checkpoint the centres are almost all zero, so it matches "
              "rans-ctx2; the briefly trained model below is where they pay. The records' per-group pipeline "
-             "is bench/record_pipeline.py (written here from PR #1855's description), on the same codes.", ""]
+             "is bench/record_pipeline.py (written here from PR #1855's description), on the same codes. "
+             "The '16384 codes a lane' ablation sizes what lanes shared across all of an artifact's matrices "
+             "could save in lane states; decoding one matrix at a time it would take 8x the decode steps, "
+             "so it is a size, not a shippable setting.", ""]
     return lines + set_sections(res)
 
 
