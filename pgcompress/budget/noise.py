@@ -41,7 +41,7 @@ def nudged_copies(state_dict: dict[str, torch.Tensor], replicates: int, rel: flo
 
 
 def noise_floor(state_dict: dict[str, torch.Tensor], raw_val_bpb: float, eval_opts, replicates: int,
-                rel: float = RELATIVE_NOISE, seed: int = 0) -> "NoiseFloor":
+                rel: float = RELATIVE_NOISE, seed: int = 0) -> NoiseFloor:
     """Evaluate ``replicates`` nudged copies with ``eval_opts`` (the options the artifacts were
     scored with, so the same tokens) against the raw checkpoint's val_bpb."""
     from pgcompress.eval.runner import run

@@ -47,19 +47,17 @@ def rans_ctx3_decode(blob, dtype, count, lo, hi):
     check_ctx_params(e, k, us, sb)
     side, pos = read_uvarints(buf, pos, 8)
     params = [side[:4].tolist(), side[4:].tolist()]
-    lens = [r, c]
-    mins = []
-    for bit, n in ((1, r), (2, c)):
+    centres = []  # (length, shape to broadcast, lowest centre) of each centre vector present
+    for bit, n, shape in ((1, r, (r, 1)), (2, c, (1, c))):
         if mode & bit:
             p, pos = read_uvarints(buf, pos, 5)
-            mins.append(unzigzag(int(p[0])))
             params.append(p[1:].tolist())
-            lens.append(n)
+            centres.append((n, shape, unzigzag(int(p[0]))))
+    lens = [r, c] + [n for n, _, _ in centres]
     sides, res = ctx2_decode_body(buf, pos, count, params, lens, (sb, e, k, t0, tail, us), elo, elo + ea - 1)
     q = res.reshape(r, c).astype(np.int64) + elo
     at = r + c
-    centres = [(n, shape) for n, shape, bit in ((r, (r, 1), 1), (c, (1, c), 2)) if mode & bit]
-    for (n, shape), low in zip(centres, mins):
+    for n, shape, low in centres:
         q += (sides[at:at + n].astype(np.int64) + low).reshape(shape)
         at += n
     if q.min() < lo or q.max() > hi:
