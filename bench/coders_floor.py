@@ -143,8 +143,9 @@ def low_rank(sd: dict, ranks=(8, 32)) -> dict:
     return {"matrices": rows, "bytes_saved_at_most": saved, "factor_bytes_at_4_bits": factor_bytes}
 
 
-def targets(measured: dict, set_name: str) -> list[dict]:
-    """The issue's Must-show bounds for one code set, from bench/coders.py's measured bytes."""
+def targets(measured: dict, set_name: str) -> tuple[list[dict], int, int]:
+    """(the issue's Must-show bounds for one code set, rans-ctx's bytes, the best pgcompress codec's),
+    from bench/coders.py's measured bytes."""
     cs = measured["code_sets"][set_name]
     ctx = cs["pgcompress"]["rans-ctx"]["bytes"]
     out = []

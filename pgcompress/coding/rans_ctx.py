@@ -40,17 +40,21 @@ def matrix_shape(info: StreamInfo) -> tuple[int, int] | None:
     return int(shape[0]), int(shape[1])
 
 
-def _log_widths(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """q: [R, C] codes -> integer log2 widths (STEPS_PER_OCTAVE per octave) of rows and columns.
-
-    A rank-1 fit |q| ~ a[r] * b[c] by two alternating mean passes.
-    """
+def rank1_widths(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """q: [R, C] codes -> row and column widths a [R], b [C] with |q| ~ a[r] * b[c]: a rank-1 fit
+    by two alternating mean passes (b normalised to geometric mean 1)."""
     aq = np.abs(q.astype(np.float64)) + 0.25  # +0.25 keeps all-zero rows/columns finite
     a = aq.mean(axis=1)
     for _ in range(2):
         b = (aq / a[:, None]).mean(axis=0)
         b /= np.exp(np.log(b).mean())
         a = (aq / b[None, :]).mean(axis=1)
+    return a, b
+
+
+def _log_widths(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """q: [R, C] codes -> integer log2 widths (STEPS_PER_OCTAVE per octave) of rows and columns."""
+    a, b = rank1_widths(q)
     ia = np.round(STEPS_PER_OCTAVE * np.log2(a)).astype(np.int64)
     jb = np.round(STEPS_PER_OCTAVE * np.log2(b)).astype(np.int64)
     return ia - ia.min(), jb - jb.min()

@@ -26,7 +26,7 @@ from pgcompress.coding.base import Codec, StreamInfo
 from pgcompress.coding.ctx2_dec import MAX_SIDE_ALPHABET, MAX_TAIL_STEPS, ctx2_side_tables, rans_ctx2_decode
 from pgcompress.coding.ctx_dec import MAX_CONTEXTS, MAX_CTX_ALPHABET, ctx_tables
 from pgcompress.coding.rans import symbol_stream_ok
-from pgcompress.coding.rans_ctx import SCALE_BITS, _fit_widths, matrix_shape, zigzag
+from pgcompress.coding.rans_ctx import SCALE_BITS, _fit_widths, matrix_shape, rank1_widths, zigzag
 from pgcompress.coding.rans_dec import MAX_LANES, MAX_STEPS, RANS_L
 from pgcompress.coding.rans_enc import rans_body, write_uvarint
 from pgcompress.errors import CodecError
@@ -119,17 +119,6 @@ class Ctx2Model:
     ideal_codes: float
 
 
-def _rank1_widths(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """q: [R, C] codes -> row and column widths a [R], b [C] with |q| ~ a[r] * b[c] (rans-ctx's fit)."""
-    aq = np.abs(q.astype(np.float64)) + 0.25  # +0.25 keeps all-zero rows/columns finite
-    a = aq.mean(axis=1)
-    for _ in range(2):
-        b = (aq / a[:, None]).mean(axis=0)
-        b /= np.exp(np.log(b).mean())
-        a = (aq / b[None, :]).mean(axis=1)
-    return a, b
-
-
 def _uvarint_len(v: int) -> int:
     return max(1, -(-int(v).bit_length() // 7))
 
@@ -138,7 +127,7 @@ def fit_model(q: np.ndarray, lo: int, hi: int, width_steps: tuple[int, ...] | No
     """q: [R, C] integer codes in [lo, hi] -> the model rans-ctx2 codes them with: the width
     quantization (steps per octave, which only the encoder knows; ``width_steps``, default
     WIDTH_STEPS) of least ideal size + header."""
-    a, b = _rank1_widths(q)
+    a, b = rank1_widths(q)
     best = None
     for steps in width_steps or WIDTH_STEPS:
         ia = np.round(steps * np.log2(a)).astype(np.int64)
