@@ -13,13 +13,17 @@ over the same sequences.
 - If a copy's rounding moves the model's function as a whole, its d persists from one set of
   documents to another: the correlation over copies of d on the first and second half of the
   sequences measures that (near 1: persistent; near 0: averages away).
+- With ``--train-seqs N``, the same copies also score N sequences of the train shard (one in
+  every ``--every``), and the correlation over copies of their mean change on train and on val
+  text says whether a copy's offset carries from one text to the other: if it does, an artifact
+  whose rounding scores better on calibration text (which a pack may read) scores better on val.
 - Either way, two artifacts whose true losses differ by D are ordered at two standard deviations
   of a difference only on about (2 sqrt(2) sd / D)^2 sequences, sd the per-sequence spread of a
   copy's change; for each step of the solver's sweep in bench/results/budget.json, D is taken as
   the difference of the predicted damages (the K-FAC proxy, nats a token), and the table gives
   that count next to the val shard's 978 sequences.
 
-Run: python bench/eval_noise.py [--seqs 256] [--every 3] [--copies 6]
+Run: python bench/eval_noise.py [--seqs 256] [--every 3] [--copies 6] [--train-seqs 0]
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from machine import machine_description  # noqa: E402
 
 from pgcompress.budget.noise import RELATIVE_NOISE, nudged_copies  # noqa: E402
 from pgcompress.eval.model import build_model  # noqa: E402
-from pgcompress.eval.shards import load_val_tokens  # noqa: E402
+from pgcompress.eval.shards import load_val_tokens, read_shard  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHECKPOINT = SHARED / "checkpoints" / "ref_sp1024_9x512.pt"
@@ -99,8 +103,16 @@ def markdown(res: dict) -> str:
               "| copy | mean change, first half | second half |", "|---:|---:|---:|"]
     for i, (a, b) in enumerate(zip(s["first_half"], s["second_half"])):
         lines.append(f"| {i + 1} | {a:+.6f} | {b:+.6f} |")
-    lines += ["", f"Correlation over copies of the two halves' mean change: **{s['halves_correlation']:.2f}**.", "",
-              "| sweep step (bench/results/budget.json) | predicted damages (nats) | difference D | sequences to order them at 2 sigma |",
+    lines += ["", f"Correlation over copies of the two halves' mean change: **{s['halves_correlation']:.2f}**.", ""]
+    tr = res.get("train")
+    if tr:
+        lines += [f"On {tr['seqs']} train-shard sequences (one in every {res['every']}):", "",
+                  "| copy | mean change, val | mean change, train |", "|---:|---:|---:|"]
+        lines += [f"| {i + 1} | {v:+.6f} | {t:+.6f} |" for i, (v, t) in enumerate(zip(tr["val_mean_change"],
+                                                                                       tr["mean_change"]))]
+        lines += ["", f"Correlation over copies of the mean change on val and on train text: "
+                  f"**{tr['correlation_with_val']:.2f}**.", ""]
+    lines += ["| sweep step (bench/results/budget.json) | predicted damages (nats) | difference D | sequences to order them at 2 sigma |",
               "|---|---|---:|---:|"]
     for row in res["resolve"]:
         lines.append(f"| {row['from']:,} -> {row['to']:,} B | {row['predicted_from']:.3e} -> {row['predicted_to']:.3e} | "
@@ -114,6 +126,7 @@ def main() -> None:
     ap.add_argument("--seqs", type=int, default=256)
     ap.add_argument("--every", type=int, default=3)
     ap.add_argument("--copies", type=int, default=6)
+    ap.add_argument("--train-seqs", type=int, default=0, help="also score this many train-shard sequences")
     args = ap.parse_args()
     machine = machine_description()
     sd = torch.load(CHECKPOINT, weights_only=True)
@@ -123,7 +136,17 @@ def main() -> None:
         raise SystemExit(f"--seqs {args.seqs} --every {args.every} runs past the val shard's {tokens.numel()} tokens")
     t0 = time.perf_counter()
     raw = sequence_losses(sd, tokens, starts)
-    copies = [sequence_losses(c, tokens, starts) - raw for c in nudged_copies(sd, args.copies)]
+    nudged = nudged_copies(sd, args.copies)
+    copies = [sequence_losses(c, tokens, starts) - raw for c in nudged]
+    train = None
+    if args.train_seqs:
+        train_tokens = torch.from_numpy(read_shard(SHARED / "sp1024" / "fineweb_train_000000.bin").astype(np.int64))
+        tstarts = [i * args.every * SEQ_LEN for i in range(args.train_seqs)]
+        traw = sequence_losses(sd, train_tokens, tstarts)
+        tmean = [float((sequence_losses(c, train_tokens, tstarts) - traw).mean()) for c in nudged]
+        vmean = [float(d.mean()) for d in copies]
+        train = {"seqs": args.train_seqs, "mean_change": tmean, "val_mean_change": vmean,
+                 "correlation_with_val": float(np.corrcoef(tmean, vmean)[0, 1])}
     from pgcompress.eval.byte_tables import build_byte_tables, load_tokenizer
 
     tables = build_byte_tables(load_tokenizer(SHARED / "tokenizers" / "fineweb_1024_bpe.model"), 1024)
@@ -135,7 +158,7 @@ def main() -> None:
     res = {"machine": machine, "seqs": args.seqs, "every": args.every, "copies": args.copies,
            "relative_noise": RELATIVE_NOISE, "seconds": time.perf_counter() - t0,
            "bpb_per_nat": n_tok / n_bytes / np.log(2), "raw_mean_loss": float(raw.mean()),
-           "summary": summarize(np.stack(copies))}
+           "summary": summarize(np.stack(copies)), "train": train}
     res["resolve"] = sequences_to_resolve(res["summary"]["per_sequence_sd"])
     (RESULTS / "eval_noise.json").write_text(json.dumps(res, indent=1) + "\n")
     (RESULTS / "eval_noise.md").write_text(markdown(res))
