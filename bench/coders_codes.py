@@ -64,6 +64,22 @@ def _cond_entropy(ctx: np.ndarray, idx: np.ndarray, a: int) -> float:
         return float(-(h * np.where(h > 0, np.log2(h / n), 0.0)).sum() / 8)
 
 
+def width_contexts(q: np.ndarray) -> dict[str, np.ndarray]:
+    """q: [R, C] int64 codes -> flat [R * C] context indices: "t" rans-ctx's (row + column
+    log-width, 0..63), "two_d" row width x column width, "left" / "up" the magnitude of the left
+    neighbour / of the same column in the previous row in 4 buckets (0.3, 0.8, 1.5 x the RMS)."""
+    r, c = q.shape
+    ia, jb = _log_widths(q)
+    t = np.clip(ia[:, None] + jb[None, :] - (ia.min() + jb.min()), 0, 63)
+    rms = float(np.sqrt((q.astype(np.float64) ** 2).mean())) or 1.0
+    edges = np.array([0.3, 0.8, 1.5]) * rms
+    left = np.hstack([np.zeros((r, 1), np.int64), q[:, :-1]])
+    up = np.vstack([np.zeros((1, c), np.int64), q[:-1]])
+    return {"t": t.reshape(-1), "two_d": (ia[:, None] * (jb.max() + 1) + jb[None, :]).reshape(-1),
+            "left": np.searchsorted(edges, np.abs(left), side="right").reshape(-1),
+            "up": np.searchsorted(edges, np.abs(up), side="right").reshape(-1)}
+
+
 def theory(codes: dict[str, np.ndarray]) -> dict[str, float]:
     rng = np.random.default_rng(0)
     tot: dict[str, float] = {}
@@ -84,18 +100,12 @@ def theory(codes: dict[str, np.ndarray]) -> dict[str, float]:
         add("per column (one distribution per input feature)", _cond_entropy(cols, idx, a))
         add("per column, codes shuffled within the tensor (bias control)",
             _cond_entropy(cols, idx[rng.permutation(idx.size)], a))
-        ia, jb = _log_widths(q)
-        t = np.clip(ia[:, None] + jb[None, :] - (ia.min() + jb.min()), 0, 63)
-        add("row x column width (rans-ctx's contexts)", _cond_entropy(t.reshape(-1), idx, a))
-        add("row width x column width, 2-D", _cond_entropy((ia[:, None] * (jb.max() + 1) + jb[None, :]).reshape(-1),
-                                                             idx, a))
-        rms = float(np.sqrt((q.astype(np.float64) ** 2).mean())) or 1.0
-        edges = np.array([0.3, 0.8, 1.5]) * rms
-        left = np.hstack([np.zeros((r, 1), np.int64), q[:, :-1]])
-        up = np.vstack([np.zeros((1, c), np.int64), q[:-1]])
-        for label, nb in (("left neighbour", left), ("previous row, same column", up)):
-            b = np.searchsorted(edges, np.abs(nb), side="right")
-            add(f"rans-ctx's contexts x |{label}| (4 buckets)", _cond_entropy((t * 4 + b).reshape(-1), idx, a))
+        ctx = width_contexts(q)
+        t = ctx["t"]
+        add("row x column width (rans-ctx's contexts)", _cond_entropy(t, idx, a))
+        add("row width x column width, 2-D", _cond_entropy(ctx["two_d"], idx, a))
+        for label, key in (("left neighbour", "left"), ("previous row, same column", "up")):
+            add(f"rans-ctx's contexts x |{label}| (4 buckets)", _cond_entropy(t * 4 + ctx[key], idx, a))
     return tot
 
 

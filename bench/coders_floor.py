@@ -41,10 +41,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from coders_codes import code_set  # noqa: E402
+from coders_codes import _cond_entropy, code_set, width_contexts  # noqa: E402
 from machine import machine_description  # noqa: E402
-
-from pgcompress.coding.rans_ctx import _log_widths  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHECKPOINT = SHARED / "checkpoints" / "ref_sp1024_9x512.pt"
@@ -56,31 +54,14 @@ OUTSIDE = ("ZPAQ level 5 (1 thread), column-major", "brotli-11, column-major",
 
 def _contexts(q: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """q: [R, C] codes -> (rans-ctx's context [R * C], {name: finer context [R * C]})."""
-    r, c = q.shape
-    ia, jb = _log_widths(q)
-    t = np.clip(ia[:, None] + jb[None, :] - (ia.min() + jb.min()), 0, 63).reshape(-1)
-    two_d = (ia[:, None] * (jb.max() + 1) + jb[None, :]).reshape(-1)
-    rms = float(np.sqrt((q.astype(np.float64) ** 2).mean())) or 1.0
-    edges = np.array([0.3, 0.8, 1.5]) * rms
-    left = np.hstack([np.zeros((r, 1), np.int64), q[:, :-1]])
-    up = np.vstack([np.zeros((1, c), np.int64), q[:-1]])
-    nb = (np.searchsorted(edges, np.abs(left), side="right") * 4
-          + np.searchsorted(edges, np.abs(up), side="right")).reshape(-1)
+    w = width_contexts(q)
+    t, two_d, nb = w["t"], w["two_d"], w["left"] * 4 + w["up"]
     return t, {
         "rans-ctx's contexts": t,
         "row width x column width, 2-D": two_d,
         "rans-ctx's contexts x abs(left) x abs(previous row)": t * 16 + nb,
         "2-D x abs(left) x abs(previous row)": two_d * 16 + nb,
     }
-
-
-def _in_sample(ctx: np.ndarray, idx: np.ndarray, a: int) -> float:
-    """bytes of sum over contexts of n * H(histogram of that context)."""
-    _, inv = np.unique(ctx, return_inverse=True)
-    h = np.bincount(inv * a + idx, minlength=(inv.max() + 1) * a).reshape(-1, a).astype(np.float64)
-    n = h.sum(axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return float(-(h * np.where(h > 0, np.log2(h / n), 0.0)).sum() / 8)
 
 
 def _held_out(ctx: np.ndarray, parent: np.ndarray, idx: np.ndarray, fold: np.ndarray, a: int) -> float:
@@ -113,7 +94,7 @@ def floors(codes: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
         parent, ctxs = _contexts(q)
         for name, ctx in ctxs.items():
             row = out.setdefault(name, {"in_sample": 0.0, "held_out": 0.0})
-            row["in_sample"] += _in_sample(ctx, idx, a)
+            row["in_sample"] += _cond_entropy(ctx, idx, a)
             row["held_out"] += _held_out(ctx, parent, idx, fold, a)
     return out
 

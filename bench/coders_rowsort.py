@@ -35,7 +35,7 @@ import coders_codes  # noqa: E402
 from machine import machine_description  # noqa: E402
 
 from pgcompress.coding.ctx_dec import ctx_tables  # noqa: E402
-from pgcompress.coding.rans_ctx import SCALE_BITS, _fit_widths, _log_widths  # noqa: E402
+from pgcompress.coding.rans_ctx import SCALE_BITS, _fit_widths  # noqa: E402
 from pgcompress.coding.rans_ctx2 import _uvarint_len  # noqa: E402
 from pgcompress.coding.rans_ctx3 import fit_centres, fit_model3  # noqa: E402
 
@@ -80,10 +80,8 @@ def up_context_bytes(e: np.ndarray, reorder: bool) -> float:
     r, c = e.shape
     perm = greedy_order(e) if reorder else np.arange(r)
     q = e[perm]
-    ia, jb = _log_widths(q)
-    t = ia[:, None] + jb[None, :]
-    k = min(64, int(t.max() - t.min()) + 1)
-    ctx = np.clip(t - t.min(), 0, k - 1)
+    ctx = coders_codes.width_contexts(q)["t"].reshape(r, c)
+    k = int(ctx.max()) + 1
     up = np.vstack([np.zeros((1, c), np.int64), q[:-1]])
     bucket = np.clip(up, -UP_CLIP, UP_CLIP) + UP_CLIP
     lo, hi = int(q.min()), int(q.max())
