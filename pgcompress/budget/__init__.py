@@ -56,7 +56,8 @@ def prepare(state_dict: dict[str, torch.Tensor], calib: CalibConfig | None = Non
         if calib is not None and (calib.shards or calib.model_code):
             raise
         stats, what = None, f"weight-space MSE (no model could be run: {exc}; pass --model-code train_gpt.py)"
-    ctx = QuantContext(stats.hessians if stats is not None else {}, device=cfg.device)
+    ctx = QuantContext(stats.hessians if stats is not None else {}, device=cfg.device,
+                       out_sens=stats.out_sens if stats is not None else {})
     distortion = Distortion(stats)
     table = build_table(state_dict, ctx, distortion, submittable, methods, progress=progress)
     return Prepared(table, what, {}, distortion, ctx.hessians)

@@ -68,7 +68,8 @@ class CandidateTable:
 
 def tensor_kind(name: str, t: torch.Tensor, ctx: QuantContext) -> TensorKind:
     has_h = name in ctx.hessians or f"{name}[0]" in ctx.hessians
-    return TensorKind(name, tuple(t.shape), t.dtype, has_h)
+    has_a = name in ctx.out_sens or f"{name}[0]" in ctx.out_sens
+    return TensorKind(name, tuple(t.shape), t.dtype, has_h, has_h and has_a)
 
 
 def build_table(state_dict: dict[str, torch.Tensor], ctx: QuantContext, distortion: Distortion,
@@ -78,7 +79,8 @@ def build_table(state_dict: dict[str, torch.Tensor], ctx: QuantContext, distorti
     offers any of them. Every method's candidates are also kept by method, pruned or not, for the
     uniform-configuration guard and for comparisons."""
     meter = RateMeter(submittable)
-    ctx = QuantContext(ctx.hessians, memo={} if ctx.memo is None else ctx.memo, device=ctx.device)
+    ctx = QuantContext(ctx.hessians, memo={} if ctx.memo is None else ctx.memo, device=ctx.device,
+                       out_sens=ctx.out_sens)
     rows, uniform = [], {}
     for name in progress_bar(list(state_dict), "candidates", enabled=progress):
         t = state_dict[name]

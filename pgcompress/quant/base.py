@@ -43,6 +43,9 @@ class QuantContext:
     # int6-gptq and int6-gptq+lqer on one tensor run GPTQ once. None: no reuse.
     memo: dict | None = None
     device: str = "cpu"  # where GPTQ runs (results come back to the CPU)
+    # key (tensor name, or ``name[i]`` for a bank slice) -> output sensitivity a [out] (mean squared
+    # gradient at each output of the linear map), for methods that weigh rows by it (``wf*-kfac``)
+    out_sens: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class TensorKind:
     shape: tuple[int, ...]
     dtype: torch.dtype
     has_hessian: bool = False
+    has_sensitivity: bool = False  # calibration also gave its outputs' sensitivities (a backward pass)
 
     @property
     def numel(self) -> int:

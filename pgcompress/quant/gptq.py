@@ -58,20 +58,41 @@ class GPTQ:
 
     def quantize(self, scale: torch.Tensor, zero: torch.Tensor | None) -> torch.Tensor:
         """scale/zero: [out, groups] (groups = 1 per row) -> codes [out, in] int8."""
-        W = self.W.clone()
-        H = self.H.to(W.dtype).clone()
-        out, n = W.shape
+        scale = scale.to(self.W.dtype).T.contiguous()  # [groups, out]
+        zero = None if zero is None else zero.T.contiguous()
+        n = self.W.shape[1]
+        group_of = (torch.arange(n, device=self.W.device) // self.grid.group_size if self.grid.group_size
+                    else torch.zeros(n, dtype=torch.long, device=self.W.device))
+
+        def on_grid(col: int, w: torch.Tensor, u: float):
+            g = int(group_of[col])
+            z = None if zero is None else zero[g]
+            q = G.quantize(w, scale[g], z, self.grid)
+            return q, G.dequantize(q, scale[g], z).to(w.dtype)
+
+        return self.run(on_grid).to(torch.int8)
+
+    def order(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(perm, U): the quantization order (act-order: descending diag(H)) and the upper Cholesky
+        factor of the damped H^-1 in that order. U[i, i]^-2 is what column perm[i]'s rounding error
+        weighs in tr(E H E^T) once the columns before it are fixed."""
+        H = self.H.to(self.W.dtype).clone()
+        n = H.shape[0]
         dead = H.diagonal() == 0  # inputs never active in calibration: no error propagation through them
         H[dead, dead] = 1
-        perm = torch.argsort(H.diagonal(), descending=True, stable=True) if self.actorder else torch.arange(n, device=W.device)
-        W, H = W[:, perm], H[perm][:, perm]
-        group_of = perm // self.grid.group_size if self.grid.group_size else torch.zeros(n, dtype=torch.long, device=W.device)
-        Hinv = self.hinv_upper(H)  # [in, in] upper
-        scale = scale.to(W.dtype).T.contiguous()  # [groups, out]
-        zero = None if zero is None else zero.T.contiguous()
+        perm = torch.argsort(H.diagonal(), descending=True, stable=True) if self.actorder else torch.arange(n, device=H.device)
+        return perm, self.hinv_upper(H[perm][:, perm])
+
+    def run(self, quantize_column, perm_U=None) -> torch.Tensor:
+        """The successive-cancellation pass: ``quantize_column(col, w [out], U_ii) -> (codes [out],
+        w_hat [out])`` rounds column ``col`` (an index into W) after the errors of the columns before
+        it in the order were fed back; returns the codes [out, in] in W's column order, in the
+        codes' dtype. perm_U: a precomputed ``order()``."""
+        perm, Hinv = perm_U if perm_U is not None else self.order()
+        n = self.W.shape[1]
         # Work on W^T [in, out] so that a column of W is a contiguous row.
-        Wt = W.T.contiguous()
-        Qt = torch.zeros_like(Wt)  # codes, in perm order
+        Wt = self.W[:, perm].T.contiguous()
+        Qt = None  # codes, in perm order
         for i1 in range(0, n, self.blocksize):
             i2 = min(i1 + self.blocksize, n)
             W1 = Wt[i1:i2].clone()  # [b, out]
@@ -83,17 +104,16 @@ class GPTQ:
                 s2 = min(s1 + SUBBLOCK, i2 - i1)
                 for i in range(s1, s2):
                     w = W1[i]
-                    g = int(group_of[i1 + i])
-                    z = None if zero is None else zero[g]
-                    q = G.quantize(w, scale[g], z, self.grid)
+                    q, w_hat = quantize_column(int(perm[i1 + i]), w, float(Hinv1[i, i]))
+                    if Qt is None:
+                        Qt = torch.zeros((n, w.numel()), dtype=q.dtype, device=w.device)
                     Qt[i1 + i] = q
-                    err = (w - G.dequantize(q, scale[g], z).to(W.dtype)) / Hinv1[i, i]
+                    err = (w - w_hat) / Hinv1[i, i]
                     W1[i:s2] -= Hinv1[i, i:s2, None] * err[None, :]
                     Err1[i] = err
                 W1[s2:] -= Hinv1[s1:s2, s2:].T @ Err1[s1:s2]
             Wt[i2:] -= Hinv[i1:i2, i2:].T @ Err1
-        Q = Qt.T
-        return Q[:, torch.argsort(perm)].to(torch.int8)
+        return Qt.T[:, torch.argsort(perm)]
 
 
 def hessian_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
