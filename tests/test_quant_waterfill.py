@@ -247,3 +247,14 @@ def test_encoded_is_plain_data():
     enc = good_streams()
     assert isinstance(enc, Encoded) and set(enc.params) == {"slices", "rows"}
     assert enc.streams["z"].dtype in (np.int8, np.int16) and enc.streams["col"].dtype == np.int16
+
+
+def test_pack_with_a_kfac_method_calibrates_sensitivities(tmp_path):
+    """`pgc pack --method wf3-kfac` gets output sensitivities from its calibration (a backward pass)."""
+    from pgcompress.quant.calibration import CalibConfig
+    from pgcompress.quant.quantize import context_for
+
+    sd = reference_like_state_dict(seed=4, dim=64, layers=2, vocab=128)
+    ctx = context_for(sd, "int8-ref,blocks.*.weight=wf3-kfac", CalibConfig(selfgen=2, seq_len=32))
+    assert "blocks.0.attn.c_q.weight" in ctx.out_sens and "blocks.0.attn.c_q.weight" in ctx.hessians
+    assert not context_for(sd, "int8-ref,blocks.*.weight=wf3", CalibConfig(selfgen=2, seq_len=32)).out_sens

@@ -84,6 +84,7 @@ class Method:
     name: str = ""
     needs_hessians: bool = False  # True: quantize() raises without a Hessian for the tensor
     wants_hessians: bool = False  # True: uses a Hessian when there is one (needs_hessians implies it)
+    needs_sensitivity: bool = False  # True: quantize() raises without output sensitivities (QuantContext.out_sens)
     # The plain function (method, params, streams, shape, dtype) -> tensor that dequantize runs after
     # validating; torch/numpy only, so the submission decoder copies it. None: not submittable.
     decode_fn = None

@@ -18,7 +18,7 @@ import torch
 from pgcompress.errors import MethodError
 from pgcompress.progress import progress_bar
 from pgcompress.quant.base import Encoded, QuantContext
-from pgcompress.quant.calibration import CalibConfig, calibrate
+from pgcompress.quant.calibration import CalibConfig, calibrate, calibrate_stats
 from pgcompress.quant.policy import MethodSpec, plan_methods
 from pgcompress.registry import get_method
 
@@ -55,6 +55,10 @@ def context_for(state_dict: dict[str, torch.Tensor], method: str | MethodSpec, c
     if calib is None or not needs_hessians(plan_methods(state_dict, spec)):
         return QuantContext()
     device = calib.device if isinstance(calib, CalibConfig) else "cpu"
+    planned = {get_method(m) for m in plan_methods(state_dict, spec).values()}
+    if any(m.needs_sensitivity for m in planned) and not isinstance(calib, dict):
+        stats = calibrate_stats(state_dict, replace(calib_config(calib), progress=progress))
+        return QuantContext(stats.hessians, device=device, out_sens=stats.out_sens)
     return QuantContext(hessians_for(state_dict, calib, progress), device=device)
 
 

@@ -57,7 +57,7 @@ SENS_FLOOR = 1e-3  # rows less sensitive than this times the mean are treated as
 GAUSS_H = 0.5 * math.log2(2 * math.pi * math.e)  # differential entropy of a unit Gaussian, bits
 MAX_STACK = 1 << 26  # elements in one stacked pass (rungs x rows x columns), ~256 MB fp32
 # Rates the budget solver is offered (nominal bits per weight)
-LADDER = (1.5, 2.0, 2.5, 2.75, 3.0, 3.25, 3.5, 3.75, 4.0, 4.25, 4.5, 5.0, 5.5, 6.0, 7.0)
+LADDER = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0)
 PATTERN = r"wf(\d+(?:\.\d+)?)(-kfac)?"
 
 
@@ -211,11 +211,12 @@ def _encoded(name: str, rungs: list[Rung]) -> Encoded:
 
 
 class WaterfillMethod(Method):
-    needs_hessians = True
+    needs_hessians = wants_hessians = True
 
     def __init__(self, name: str):
         self.name = name
         self.spec = parse_name(name)
+        self.needs_sensitivity = self.spec.kfac
 
     def quantize(self, name: str, w: torch.Tensor, ctx: QuantContext) -> Encoded:
         if not w.is_floating_point():
