@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import pgcompress
+from cli_run import error_line
 from conftest import reference_like_state_dict
 
 
@@ -63,8 +64,7 @@ def test_budget_miss_reports_and_writes_nothing(ckpt, tmp_path):
     out = tmp_path / "a.bin"
     r = pgc("pack", ckpt, "-o", out, "--budget", 100000, "--method", "int8-ref", "--codec", "zlib")
     assert r.returncode == 2
-    assert "over the budget" in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    assert "over the budget" in error_line(r.stderr) and "Traceback" not in r.stderr
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
@@ -93,7 +93,7 @@ def test_damaged_artifact_one_line_exit_2(ckpt, tmp_path, damage):
             assert r.returncode == 0  # inspect reads only the header; the flipped byte is in a stream
             continue
         assert r.returncode == 2, (cmd, r.stderr)
-        assert r.stderr.startswith("pgc: error: ") and len(r.stderr.strip().splitlines()) == 1
+        error_line(r.stderr)
     assert not (tmp_path / "m.pt").exists()
 
 

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 import pgcompress
-from cli_run import run_main
+from cli_run import STAMPED, run_main
 from conftest import REPO, reference_like_state_dict
 from pgcompress.cli import demo_cmd, eval_cmd
 from pgcompress.cli.main import cli, main
@@ -382,14 +382,17 @@ def test_selfgen_progress_bar_is_drawn_at_a_terminal(monkeypatch):
     assert "self-generate" in err.getvalue() and "/15" in err.getvalue()  # 3 sequences x 5 sampled tokens
 
 
-def test_progress_counter_is_silent_off_a_terminal(monkeypatch):
+def test_progress_counter_is_a_bar_at_a_terminal_and_stamped_lines_off_it(monkeypatch):
     from pgcompress.progress import progress_counter
 
-    for stream, enabled, shown in ((_Tty(), True, True), (_Tty(), False, False), (io.StringIO(), True, False)):
+    for stream, enabled, shown in ((_Tty(), True, True), (_Tty(), False, False), (io.StringIO(), True, True),
+                                   (io.StringIO(), False, False)):
         monkeypatch.setattr(sys, "stderr", stream)
         with progress_counter("work", 10, enabled=enabled) as bar:
             bar.update(10)
         assert ("work" in stream.getvalue()) == shown
+        lines = stream.getvalue().splitlines()
+        assert (bool(lines) and all(STAMPED.match(line) for line in lines)) == (shown and not stream.isatty()), lines
 
 
 @pytest.mark.parametrize("flags,progress", [([], True), (["--quiet"], False), (["--json"], False)])

@@ -19,6 +19,7 @@ from pgcompress.budget.distortion import Distortion
 from pgcompress.budget.solver import Solution, solve
 from pgcompress.budget.table import CandidateTable, build_table
 from pgcompress.errors import ModelError
+from pgcompress.progress import progress_stage
 from pgcompress.quant.base import QuantContext
 from pgcompress.quant.calibration import CalibConfig
 
@@ -73,8 +74,9 @@ def pack_to_budget(state_dict: dict[str, torch.Tensor], budget: int = CHALLENGE_
     submittable = submission == "self-contained"
     accounting = Accounting(code, submission)
     prepared = prepared or prepare(state_dict, calib, submittable, progress, methods=methods)
-    solution = solve(prepared.table, state_dict, budget, accounting, submittable=submittable,
-                     cache=prepared.cache, progress=progress)
+    with progress_stage(f"solve at {budget:,} B", enabled=progress):
+        solution = solve(prepared.table, state_dict, budget, accounting, submittable=submittable,
+                         cache=prepared.cache, progress=progress)
     solution.calibration = prepared.calibration
     return solution
 
