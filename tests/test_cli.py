@@ -60,6 +60,41 @@ def test_pack_inspect_unpack(ckpt, tmp_path):
         assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
 
 
+WARN_THEN_RUN = """
+import sys, warnings
+import click
+from pgcompress.cli.main import cli, main
+from pgcompress.errors import PgcWarning
+
+@cli.command("warn")
+def warn():
+    warnings.warn("--model-code x.py: module global(s) BOS_ID are None", PgcWarning)
+    warnings.warn("someone else's warning", UserWarning)
+    click.echo("done")
+
+main(sys.argv[1:])
+"""
+
+
+def test_pgcompress_warnings_are_one_line_without_the_source_echo():
+    """In a real process, where Python would print 'file:line: Category: message' plus the source line."""
+    r = subprocess.run([sys.executable, "-c", WARN_THEN_RUN, "warn"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout == "done\n", r.stderr
+    err = r.stderr.splitlines()
+    assert err[0] == "pgc: warning: --model-code x.py: module global(s) BOS_ID are None"
+    assert not any("PgcWarning" in line or "warnings.warn" in line for line in err), err
+    # other libraries' warnings keep Python's own format
+    assert any("UserWarning: someone else's warning" in line for line in err[1:]), err
+
+
+def test_weight_mse_fallback_names_model_code_once():
+    from pgcompress.budget import prepare
+
+    sd = {"encoder.weight": torch.randn(64, 64), "decoder.weight": torch.randn(64, 64)}
+    what = prepare(sd).calibration
+    assert what.startswith("weight-space MSE") and what.count("--model-code") == 1, what
+
+
 def test_budget_miss_reports_and_writes_nothing(ckpt, tmp_path):
     out = tmp_path / "a.bin"
     r = pgc("pack", ckpt, "-o", out, "--budget", 100000, "--method", "int8-ref", "--codec", "zlib")

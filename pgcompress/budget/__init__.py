@@ -46,6 +46,7 @@ def prepare(state_dict: dict[str, torch.Tensor], calib: CalibConfig | None = Non
     architecture, no ``model_code``) falls back to weight-space MSE, and ``calibration`` says so.
     methods: restrict the candidates to these method names (where a tensor offers any of them).
     """
+    from pgcompress.eval.model import NOT_REFERENCE_HINT
     from pgcompress.quant.calibration import calibrate_stats
 
     cfg = calib or CalibConfig(selfgen=DEFAULT_SELFGEN)
@@ -56,7 +57,8 @@ def prepare(state_dict: dict[str, torch.Tensor], calib: CalibConfig | None = Non
     except ModelError as exc:
         if calib is not None and (calib.shards or calib.model_code):
             raise
-        stats, what = None, f"weight-space MSE (no model could be run: {exc}; pass --model-code train_gpt.py)"
+        reason = str(exc).removesuffix(NOT_REFERENCE_HINT)
+        stats, what = None, f"weight-space MSE (no model could be run: {reason}; pass --model-code train_gpt.py)"
     ctx = QuantContext(stats.hessians if stats is not None else {}, device=cfg.device)
     distortion = Distortion(stats)
     table = build_table(state_dict, ctx, distortion, submittable, methods, progress=progress)
