@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import pgcompress
-from cli_run import error_line
+from cli_run import error_line, run_main
 from conftest import reference_like_state_dict
 
 
@@ -58,6 +59,28 @@ def test_pack_inspect_unpack(ckpt, tmp_path):
     want = pgcompress.unpack(out.read_bytes())
     for got in (load_file(st), torch.load(pt, weights_only=True)):
         assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_inspect_columns_line_up_on_rows_with_several_codecs(tmp_path, capsys):
+    """Every row's cells start (text) or end (numbers) at the header's offsets, however long a
+    method name or a row's codec list is."""
+    sd = reference_like_state_dict(seed=1, dim=128, layers=2, vocab=128)
+    spec = "int8-ref,blocks.0.mlp.*=int4-sdclip-g64-asym,blocks.1.attn.c_q.weight=int5-rtn+lqer-r4"
+    out = tmp_path / "mixed.pgc"
+    out.write_bytes(pgcompress.pack(sd, method=spec))
+    code, text, err = run_main(capsys, "inspect", out)
+    assert code == 0, err
+    lines = text.splitlines()[:-1]  # the last line is the grep-able totals
+    assert len(lines) == 1 + len(sd)
+    cells = [[(m.start(), m.end()) for m in re.finditer(r"\S+", line)] for line in lines]
+    assert all(len(c) == 7 for c in cells), lines  # no cell holds a space: 7 cells per row
+    header = cells[0]
+    for line, row in zip(lines[1:], cells[1:]):
+        assert [start for start, _ in row[:5]] == [start for start, _ in header[:5]], line
+        assert [end for _, end in row[5:]] == [end for _, end in header[5:]], line
+    # the case that used to break the layout: a row with several codecs, longer than the old column
+    codecs = [line.split()[4] for line in lines[1:]]
+    assert max(len(c) for c in codecs if "," in c) > 16
 
 
 WARN_THEN_RUN = """
