@@ -414,13 +414,16 @@ def test_eval_progress_follows_quiet_and_json(files, capsys, monkeypatch, flags,
 
 @pytest.mark.parametrize("flags,shown", [([], True), (["--quiet"], False), (["--json"], False)])
 def test_demo_messages_follow_quiet_and_json(capsys, monkeypatch, tmp_path, flags, shown):
-    def fake_run_demo(cfg, log):
+    seen = []
+
+    def fake_run_demo(cfg, log, progress):
+        seen.append(progress)
         log("training a tiny model ...")
         raise PgcError("stop here")
 
     monkeypatch.setattr(demo_cmd, "run_demo", fake_run_demo)
     code, out, err = run_main(capsys, "demo", "--cache-dir", tmp_path, *flags)
-    assert code == 2 and out == ""
+    assert code == 2 and out == "" and seen == [shown]
     assert ("training a tiny model" in err) == shown and "stop here" in err
 
 
