@@ -26,10 +26,10 @@ def main() -> None:
                                            train_steps=3), max_tokens=4096)
         cfg.cache_dir = Path(tmp)
         t0 = time.perf_counter()
-        run_demo(cfg, log=lambda m: None)
+        run_demo(cfg, log=lambda m: None, progress=False)
         first = time.perf_counter() - t0
         t0 = time.perf_counter()
-        report = run_demo(cfg, log=lambda m: None)
+        report = run_demo(cfg, log=lambda m: None, progress=False)
         second = time.perf_counter() - t0
     assert report.cached == {"data": True, "model": True}
     text = (f"# pgc demo: cold vs cached run\n\nMachine: {machine}.\n\nTiny settings (2x64, 3 steps, 4,096 tokens): "

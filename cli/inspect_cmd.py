@@ -8,6 +8,7 @@ import click
 
 from pgcompress.cli.options import echo_json, json_option
 from pgcompress.format import parse
+from pgcompress.text_table import aligned
 
 
 @click.command()
@@ -37,13 +38,12 @@ def inspect(artifact, as_json):
     if as_json:
         echo_json({"label": c.header.get("label"), "tensors": rows, "totals": totals})
         return
-    width = max([len(r["name"]) for r in rows] + [6])
-    click.echo(f"{'tensor':<{width}}  {'shape':<14} {'dtype':<9} {'method':<10} {'codecs':<16} {'bytes':>11} {'bits/p':>6}")
+    table = [("tensor", "shape", "dtype", "method", "codecs", "bytes", "bits/p")]
     for r in rows:
         bits = 8 * r["bytes"] / r["numel"] if r["numel"] else 0.0
-        codecs = ",".join(s["codec"] for s in r["streams"])
-        shape = "x".join(map(str, r["shape"])) or "scalar"
-        click.echo(f"{r['name']:<{width}}  {shape:<14} {r['dtype']:<9} {r['method']:<10} {codecs:<16} "
-                   f"{r['bytes']:>11,} {bits:>6.3f}")
+        table.append((r["name"], "x".join(map(str, r["shape"])) or "scalar", r["dtype"], r["method"],
+                      ",".join(s["codec"] for s in r["streams"]), f"{r['bytes']:,}", f"{bits:.3f}"))
+    for line in aligned(table, right=frozenset({5, 6})):
+        click.echo(line)
     click.echo(f"tensors:{totals['tensors']} params:{numel} header_bytes:{c.header_bytes} "
                f"total_bytes:{c.total_bytes} bits_per_param:{totals['bits_per_param']:.4f} label:{c.header.get('label')}")

@@ -2,6 +2,7 @@
 
 Exit codes: 0 ok; 2 a problem the user can fix (bad input file, option, budget miss), printed as
 one line; 1 an internal error (one line; ``--debug`` or PGC_DEBUG=1 shows the traceback).
+pgcompress's own warnings (``PgcWarning``) are one ``pgc: warning: ...`` line each too.
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 
 import click
 
 from pgcompress import __version__
-from pgcompress.errors import PgcError
+from pgcompress.errors import PgcError, PgcWarning
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -40,7 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("PGC_DEBUG") == "1"
     try:
-        cli.main(args=argv, prog_name="pgc", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning(warnings.showwarning)
+            cli.main(args=argv, prog_name="pgc", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:  # usage errors too: one line, the hint to -h included
@@ -58,6 +62,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:  # a bug: still one line unless asked for more
         _fail(debug, f"pgc: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1)
+
+
+def _show_warning(default):
+    """``warnings.showwarning`` that prints a PgcWarning as one line; other warnings as before."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PgcWarning):
+            click.echo(f"pgc: warning: {' '.join(str(message).splitlines())}", err=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def _fail(debug: bool, line: str, code: int) -> None:

@@ -21,6 +21,19 @@ def echo_json(obj) -> None:
     click.echo(json.dumps(obj, sort_keys=True))
 
 
+def plot_or_note(draw, *args) -> bool:
+    """``draw(*args)``, or where matplotlib is missing one note line on stderr (the command still
+    exits 0: a picture is never worth the work it would throw away). True when drawn."""
+    from pgcompress.plotting import PlotUnavailable
+
+    try:
+        draw(*args)
+    except PlotUnavailable as exc:
+        click.echo(f"pgc: note: plot skipped ({exc})", err=True)
+        return False
+    return True
+
+
 def bad_value(option: str, message: str) -> click.BadParameter:
     """A range that involves two options (one IntRange cannot say it): raise what this returns."""
     return click.BadParameter(message, ctx=click.get_current_context(silent=True), param_hint=f"'{option}'")

@@ -12,7 +12,7 @@ from pgcompress.atomic import atomic_write, check_target
 from pgcompress.budget import CHALLENGE_BUDGET, DEFAULT_SELFGEN
 from pgcompress.budget.accounting import MODES, Accounting
 from pgcompress.checkpoint import load_checkpoint
-from pgcompress.cli.options import echo_json, json_option
+from pgcompress.cli.options import echo_json, json_option, plot_or_note
 from pgcompress.errors import BudgetError
 from pgcompress.quant.calibration import CalibConfig
 from pgcompress.quant.policy import MethodSpec
@@ -98,6 +98,8 @@ def pack(checkpoint, output, budget, code, submission, method, codec, submittabl
     Example: pgc pack final_model.pt --code train_gpt.py --calib-shards 'data/fineweb_train_*.bin'
     """
     spec = MethodSpec.parse(method) if method else None  # cheap checks before the slow load
+    if plot_path is not None and spec is not None:
+        raise click.UsageError("--plot draws the solver's allocation; it needs no --method")
     output = output or default_output(checkpoint)
     check_target(output)  # fail now, not after calibration
     for extra in (report_path, plot_path):
@@ -151,15 +153,17 @@ def _uniform(sd, budget, accounting, spec, codec, submission, calib, progress) -
 
 
 def _emit(result, output, code, budget, report_path, plot_path, as_json, quiet) -> None:
-    s = result["summary"]
     if report_path is not None:
         atomic_write(report_path, (json.dumps(result["json"], indent=1, sort_keys=True) + "\n").encode())
-    if plot_path is not None:
-        if result["solution"] is None:
-            raise click.UsageError("--plot draws the solver's allocation; it needs no --method")
+    _print(result, output, code, budget, as_json, quiet)
+    if plot_path is not None:  # last: without matplotlib everything else is already done
         from pgcompress.budget.report import plot_allocation
 
-        plot_allocation(result["solution"], plot_path)
+        plot_or_note(plot_allocation, result["solution"], plot_path)
+
+
+def _print(result, output, code, budget, as_json, quiet) -> None:
+    s = result["summary"]
     if as_json:
         echo_json({"artifact": str(output), **result["json"], "method": s["method"]})
         return

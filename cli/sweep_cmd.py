@@ -12,6 +12,7 @@ from pgcompress.atomic import atomic_write
 from pgcompress.budget.accounting import MODES
 from pgcompress.checkpoint import load_checkpoint
 from pgcompress.cli.eval_cmd import _eval_options
+from pgcompress.cli.options import plot_or_note
 from pgcompress.cli.pack_cmd import calib_config, calib_options
 from pgcompress.errors import PgcError
 
@@ -88,10 +89,13 @@ def sweep(checkpoint, budgets, uniform, out_dir, code, submission, noise_replica
     md = [f"# pgc sweep of {checkpoint.name}", "", f"raw val_bpb {raw.val_bpb:.8f}; distortion: {prepared.calibration}",
           ""] + rows_markdown(rows) + (["", *noise_markdown(rows, noise)] if noise else [])
     atomic_write(out_dir / "sweep.md", ("\n".join(md) + "\n").encode())
-    plot_sweep(rows, out_dir / "sweep.png", checkpoint.name)
     if as_json:
         click.echo(json.dumps(json.loads(rows_json(rows, raw, noise))))
-        return
-    for line in md[4:]:
-        click.echo(line)
-    click.echo(f"wrote {out_dir / 'sweep.md'}, {out_dir / 'sweep.json'}, {out_dir / 'sweep.png'}")
+    else:
+        for line in md[4:]:
+            click.echo(line)
+    # last: without matplotlib everything else is already written and printed
+    drawn = plot_or_note(plot_sweep, rows, out_dir / "sweep.png", checkpoint.name)
+    if not as_json:
+        written = [out_dir / "sweep.md", out_dir / "sweep.json"] + ([out_dir / "sweep.png"] if drawn else [])
+        click.echo(f"wrote {', '.join(map(str, written))}")

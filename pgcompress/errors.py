@@ -40,3 +40,8 @@ class DataError(PgcError):
 
 class ModelError(PgcError):
     """A state dict does not fit the model it is loaded into."""
+
+
+class PgcWarning(UserWarning):
+    """Something the user should know that does not stop the command; the CLI prints it as one
+    ``pgc: warning: ...`` line, without Python's source-line echo."""

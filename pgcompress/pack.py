@@ -61,7 +61,7 @@ def pack_report(state_dict, budget=None, code=None, *, method="int8-ref", codec=
     plan = plan_methods(state_dict, spec)
     context = context or QuantContext()
     encoded: list[tuple[str, torch.Tensor, Encoded]] = []
-    for name in progress_bar(plan, "quantize", enabled=progress):
+    for name in progress_bar(plan, "quantize", enabled=progress, unit="tensors"):
         t = state_dict[name]
         enc = get_method(plan[name]).quantize(name, t, context)
         get_method(enc.method)  # a method may only store what a registered method can read back
@@ -94,7 +94,8 @@ def assemble(label: str, encoded: list[tuple[str, torch.Tensor, Encoded]], codec
     todo = {k: arr for k, arr in zip(keys, jobs) if k not in cache}
     with ThreadPoolExecutor() as pool:
         done = list(progress_bar(pool.map(lambda a: _code_stream(a, codec, submittable), todo.values()),
-                                 "code streams", total=len(todo), enabled=progress))
+                                 "code streams", total=len(todo), enabled=progress,
+                                 unit="streams"))
     cache.update(zip(todo, done))
     entries, blobs, it = [], [], iter(keys)
     for name, t, enc in encoded:

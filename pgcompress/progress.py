@@ -1,34 +1,61 @@
-"""Progress bars on stderr, shown only to a person at a terminal (never in logs or pipes)."""
+"""Progress on stderr: tqdm bars for a person at a terminal; in logs and pipes, stamped lines.
+
+Where stderr is not a terminal (CI logs, ``2> log``, an autoresearch loop), a stage writes one line
+when it starts and one when it ends, and a long one a line with its ETA at most every
+``LOG_EVERY_S`` seconds in between, each stamped with the seconds since pgcompress was imported:
+
+    [   3.1s] calibrate: 0/8
+    [  33.1s] calibrate: 5/8, ETA 18s
+    [  51.0s] calibrate: 8/8 done in 47.9s
+"""
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from typing import Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
+LOG_EVERY_S = 30.0
+_START = time.monotonic()
 
-def progress_bar(items: Iterable[T], label: str, total: int | None = None, enabled: bool = True) -> Iterator[T]:
-    if not _shown(enabled):
+
+def stamp() -> str:
+    return f"[{time.monotonic() - _START:7.1f}s]"
+
+
+def note(message: str, enabled: bool = True) -> None:
+    """One stamped status line on stderr (terminal or not)."""
+    if enabled:
+        print(f"{stamp()} {message}", file=sys.stderr, flush=True)
+
+
+def progress_bar(items: Iterable[T], label: str, total: int | None = None, enabled: bool = True,
+                 unit: str = "it") -> Iterator[T]:
+    if not enabled:
         yield from items
         return
-    from tqdm import tqdm
-
-    yield from tqdm(items, desc=label, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
-
-
-class _Silent:
-    def update(self, n: int = 1) -> None:
-        pass
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)
+    with progress_counter(label, total, unit) as bar:
+        for item in items:
+            yield item
+            bar.update(1)
 
 
 @contextlib.contextmanager
-def progress_counter(label: str, total: int, unit: str = "it", enabled: bool = True):
-    """A bar advanced by hand (``bar.update(n)``) for work that is not one loop over items, e.g.
-    sampling ``total`` tokens a batch of sequences at a time."""
-    if not _shown(enabled):
+def progress_counter(label: str, total: int | None, unit: str = "it", enabled: bool = True):
+    """A bar advanced by hand (``bar.update(n)``, ``bar.set_postfix_str(s)``) for work that is not
+    one loop over items, e.g. sampling ``total`` tokens a batch of sequences at a time."""
+    if not enabled:
         yield _Silent()
+        return
+    if not sys.stderr.isatty():
+        lines = _Lines(label, total, unit)
+        yield lines
+        lines.close()
         return
     from tqdm import tqdm
 
@@ -37,5 +64,54 @@ def progress_counter(label: str, total: int, unit: str = "it", enabled: bool = T
         yield bar
 
 
-def _shown(enabled: bool) -> bool:
-    return enabled and sys.stderr.isatty()
+@contextlib.contextmanager
+def progress_stage(label: str, enabled: bool = True):
+    """A stage with no count (e.g. the solver's rounds): a start and a done line outside a terminal,
+    nothing at one."""
+    if not enabled or sys.stderr.isatty():
+        yield
+        return
+    t0 = time.monotonic()
+    note(f"{label} ...")
+    yield
+    note(f"{label}: done in {time.monotonic() - t0:.1f}s")
+
+
+class _Silent:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        pass
+
+
+class _Lines:
+    """tqdm's ``update``/``set_postfix_str`` as stamped lines: start, every LOG_EVERY_S, done."""
+
+    def __init__(self, label: str, total: int | None, unit: str):
+        self.label, self.total, self.unit = label, total, unit
+        self.n, self.postfix = 0, ""
+        self.t0 = self.last = time.monotonic()
+        note(f"{label}: {self._count()}")
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last < LOG_EVERY_S or (self.total is not None and self.n >= self.total):
+            return
+        self.last = now
+        eta = "" if self.total is None else f", ETA {(now - self.t0) / self.n * (self.total - self.n):.0f}s"
+        note(f"{self.label}: {self._count()}{eta}{self._postfix()}")
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        self.postfix = s
+
+    def close(self) -> None:
+        note(f"{self.label}: {self._count()} done in {time.monotonic() - self.t0:.1f}s{self._postfix()}")
+
+    def _count(self) -> str:
+        unit = "" if self.unit == "it" else f" {self.unit}"
+        return f"{self.n:,}{unit}" if self.total is None else f"{self.n:,}/{self.total:,}{unit}"
+
+    def _postfix(self) -> str:
+        return f" ({self.postfix})" if self.postfix else ""

@@ -111,7 +111,7 @@ def unpack(data: bytes, source: str = "artifact", device: str | torch.device | N
     from pgcompress.progress import progress_counter
 
     total = len(fmt.parse(data, source).tensors)
-    with progress_counter("unpack", total, "tensor", enabled=True) as bar:
+    with progress_counter("unpack", total, "tensors", enabled=True) as bar:
         return fmt.decode_artifact(data, source, fmt.REGISTRY_CODECS, _Ticking(methods, bar))
 
 

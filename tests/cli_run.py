@@ -1,8 +1,13 @@
-"""Running ``pgc`` in-process in tests: exit code, stdout, stderr."""
+"""Running ``pgc`` in-process in tests: exit code, stdout, stderr; and reading a failure's stderr."""
 
 from __future__ import annotations
 
+import re
+
 from pgcompress.cli.main import main
+
+# A progress line, as pgcompress.progress writes them where stderr is not a terminal.
+STAMPED = re.compile(r"\[ *\d+\.\ds\] \S")
 
 
 def run_main(capsys, *args) -> tuple[int, str, str]:
@@ -13,3 +18,12 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
         code = exc.code or 0
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def error_line(err: str) -> str:
+    """The one error line of a failed command's stderr: its last line, ``pgc: error: ...``; every
+    line before it is a stamped progress line (logged where stderr is not a terminal)."""
+    lines = err.strip().splitlines()
+    assert lines and lines[-1].startswith("pgc: error: "), err
+    assert all(STAMPED.match(line) for line in lines[:-1]), err
+    return lines[-1]

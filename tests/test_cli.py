@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import pgcompress
+from cli_run import error_line, run_main
 from conftest import reference_like_state_dict
 
 
@@ -59,12 +61,68 @@ def test_pack_inspect_unpack(ckpt, tmp_path):
         assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
 
 
+def test_inspect_columns_line_up_on_rows_with_several_codecs(tmp_path, capsys):
+    """Every row's cells start (text) or end (numbers) at the header's offsets, however long a
+    method name or a row's codec list is."""
+    sd = reference_like_state_dict(seed=1, dim=128, layers=2, vocab=128)
+    spec = "int8-ref,blocks.0.mlp.*=int4-sdclip-g64-asym,blocks.1.attn.c_q.weight=int5-rtn+lqer-r4"
+    out = tmp_path / "mixed.pgc"
+    out.write_bytes(pgcompress.pack(sd, method=spec))
+    code, text, err = run_main(capsys, "inspect", out)
+    assert code == 0, err
+    lines = text.splitlines()[:-1]  # the last line is the grep-able totals
+    assert len(lines) == 1 + len(sd)
+    cells = [[(m.start(), m.end()) for m in re.finditer(r"\S+", line)] for line in lines]
+    assert all(len(c) == 7 for c in cells), lines  # no cell holds a space: 7 cells per row
+    header = cells[0]
+    for line, row in zip(lines[1:], cells[1:]):
+        assert [start for start, _ in row[:5]] == [start for start, _ in header[:5]], line
+        assert [end for _, end in row[5:]] == [end for _, end in header[5:]], line
+    # the case that used to break the layout: a row with several codecs, longer than the old column
+    codecs = [line.split()[4] for line in lines[1:]]
+    assert max(len(c) for c in codecs if "," in c) > 16
+
+
+WARN_THEN_RUN = """
+import sys, warnings
+import click
+from pgcompress.cli.main import cli, main
+from pgcompress.errors import PgcWarning
+
+@cli.command("warn")
+def warn():
+    warnings.warn("--model-code x.py: module global(s) BOS_ID are None", PgcWarning)
+    warnings.warn("someone else's warning", UserWarning)
+    click.echo("done")
+
+main(sys.argv[1:])
+"""
+
+
+def test_pgcompress_warnings_are_one_line_without_the_source_echo():
+    """In a real process, where Python would print 'file:line: Category: message' plus the source line."""
+    r = subprocess.run([sys.executable, "-c", WARN_THEN_RUN, "warn"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout == "done\n", r.stderr
+    err = r.stderr.splitlines()
+    assert err[0] == "pgc: warning: --model-code x.py: module global(s) BOS_ID are None"
+    assert not any("PgcWarning" in line or "warnings.warn" in line for line in err), err
+    # other libraries' warnings keep Python's own format
+    assert any("UserWarning: someone else's warning" in line for line in err[1:]), err
+
+
+def test_weight_mse_fallback_names_model_code_once():
+    from pgcompress.budget import prepare
+
+    sd = {"encoder.weight": torch.randn(64, 64), "decoder.weight": torch.randn(64, 64)}
+    what = prepare(sd).calibration
+    assert what.startswith("weight-space MSE") and what.count("--model-code") == 1, what
+
+
 def test_budget_miss_reports_and_writes_nothing(ckpt, tmp_path):
     out = tmp_path / "a.bin"
     r = pgc("pack", ckpt, "-o", out, "--budget", 100000, "--method", "int8-ref", "--codec", "zlib")
     assert r.returncode == 2
-    assert "over the budget" in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    assert "over the budget" in error_line(r.stderr) and "Traceback" not in r.stderr
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
@@ -93,7 +151,7 @@ def test_damaged_artifact_one_line_exit_2(ckpt, tmp_path, damage):
             assert r.returncode == 0  # inspect reads only the header; the flipped byte is in a stream
             continue
         assert r.returncode == 2, (cmd, r.stderr)
-        assert r.stderr.startswith("pgc: error: ") and len(r.stderr.strip().splitlines()) == 1
+        error_line(r.stderr)
     assert not (tmp_path / "m.pt").exists()
 
 

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 import pgcompress
-from cli_run import run_main
+from cli_run import STAMPED, run_main
 from conftest import REPO, reference_like_state_dict
 from pgcompress.cli import demo_cmd, eval_cmd
 from pgcompress.cli.main import cli, main
@@ -382,14 +382,17 @@ def test_selfgen_progress_bar_is_drawn_at_a_terminal(monkeypatch):
     assert "self-generate" in err.getvalue() and "/15" in err.getvalue()  # 3 sequences x 5 sampled tokens
 
 
-def test_progress_counter_is_silent_off_a_terminal(monkeypatch):
+def test_progress_counter_is_a_bar_at_a_terminal_and_stamped_lines_off_it(monkeypatch):
     from pgcompress.progress import progress_counter
 
-    for stream, enabled, shown in ((_Tty(), True, True), (_Tty(), False, False), (io.StringIO(), True, False)):
+    for stream, enabled, shown in ((_Tty(), True, True), (_Tty(), False, False), (io.StringIO(), True, True),
+                                   (io.StringIO(), False, False)):
         monkeypatch.setattr(sys, "stderr", stream)
         with progress_counter("work", 10, enabled=enabled) as bar:
             bar.update(10)
         assert ("work" in stream.getvalue()) == shown
+        lines = stream.getvalue().splitlines()
+        assert (bool(lines) and all(STAMPED.match(line) for line in lines)) == (shown and not stream.isatty()), lines
 
 
 @pytest.mark.parametrize("flags,progress", [([], True), (["--quiet"], False), (["--json"], False)])
@@ -411,13 +414,16 @@ def test_eval_progress_follows_quiet_and_json(files, capsys, monkeypatch, flags,
 
 @pytest.mark.parametrize("flags,shown", [([], True), (["--quiet"], False), (["--json"], False)])
 def test_demo_messages_follow_quiet_and_json(capsys, monkeypatch, tmp_path, flags, shown):
-    def fake_run_demo(cfg, log):
+    seen = []
+
+    def fake_run_demo(cfg, log, progress):
+        seen.append(progress)
         log("training a tiny model ...")
         raise PgcError("stop here")
 
     monkeypatch.setattr(demo_cmd, "run_demo", fake_run_demo)
     code, out, err = run_main(capsys, "demo", "--cache-dir", tmp_path, *flags)
-    assert code == 2 and out == ""
+    assert code == 2 and out == "" and seen == [shown]
     assert ("training a tiny model" in err) == shown and "stop here" in err
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, SHARED
-from pgcompress.errors import ModelError
+from pgcompress.errors import ModelError, PgcWarning
 from pgcompress.eval.runner import EvalOptions, run
 from pgcompress.eval.shards import read_shard, write_shard
 
@@ -110,7 +110,7 @@ def test_without_prepare_eval_the_unset_bos_id_is_named(record, monkeypatch):
     for k, v in tiny_env(data).items():
         monkeypatch.setenv(k, v)
     script = _variant(root, "no_hook.py", PREPARE, "")
-    with pytest.warns(UserWarning, match="BOS_ID"):
+    with pytest.warns(PgcWarning, match="BOS_ID"):
         with pytest.raises(ModelError, match="BOS_ID"):
             run([root / "final_model.pgc"], replace(pgc_eval_opts(data), model_code=script))
 
@@ -229,7 +229,7 @@ def test_prepare_eval_hook_contract(tmp_path):
         build_user_model(bad, sd, "x")
     unset = tmp_path / "unset.py"
     unset.write_text(HOOKS.replace("RESULT", "return None"))
-    with pytest.warns(UserWarning, match="FLAG"):
+    with pytest.warns(PgcWarning, match="FLAG"):
         model, _ = build_user_model(unset, sd, "x")
     with pytest.raises(ModelError, match=r"unset.py:\d+: the model's forward failed: .*TypeError.*FLAG still None"):
         model(None, None)

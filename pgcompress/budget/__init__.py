@@ -19,6 +19,7 @@ from pgcompress.budget.distortion import Distortion
 from pgcompress.budget.solver import Solution, solve
 from pgcompress.budget.table import CandidateTable, build_table
 from pgcompress.errors import ModelError
+from pgcompress.progress import progress_stage
 from pgcompress.quant.base import QuantContext
 from pgcompress.quant.calibration import CalibConfig
 
@@ -45,6 +46,7 @@ def prepare(state_dict: dict[str, torch.Tensor], calib: CalibConfig | None = Non
     architecture, no ``model_code``) falls back to weight-space MSE, and ``calibration`` says so.
     methods: restrict the candidates to these method names (where a tensor offers any of them).
     """
+    from pgcompress.eval.model import NOT_REFERENCE_HINT
     from pgcompress.quant.calibration import calibrate_stats
 
     cfg = calib or CalibConfig(selfgen=DEFAULT_SELFGEN)
@@ -55,7 +57,8 @@ def prepare(state_dict: dict[str, torch.Tensor], calib: CalibConfig | None = Non
     except ModelError as exc:
         if calib is not None and (calib.shards or calib.model_code):
             raise
-        stats, what = None, f"weight-space MSE (no model could be run: {exc}; pass --model-code train_gpt.py)"
+        reason = str(exc).removesuffix(NOT_REFERENCE_HINT)
+        stats, what = None, f"weight-space MSE (no model could be run: {reason}; pass --model-code train_gpt.py)"
     ctx = QuantContext(stats.hessians if stats is not None else {}, device=cfg.device,
                        out_sens=stats.out_sens if stats is not None else {})
     distortion = Distortion(stats)
@@ -74,8 +77,9 @@ def pack_to_budget(state_dict: dict[str, torch.Tensor], budget: int = CHALLENGE_
     submittable = submission == "self-contained"
     accounting = Accounting(code, submission)
     prepared = prepared or prepare(state_dict, calib, submittable, progress, methods=methods)
-    solution = solve(prepared.table, state_dict, budget, accounting, submittable=submittable,
-                     cache=prepared.cache, progress=progress)
+    with progress_stage(f"solve at {budget:,} B", enabled=progress):
+        solution = solve(prepared.table, state_dict, budget, accounting, submittable=submittable,
+                         cache=prepared.cache, progress=progress)
     solution.calibration = prepared.calibration
     return solution
 

@@ -6,6 +6,7 @@ import io
 
 from pgcompress.atomic import atomic_write
 from pgcompress.budget.solver import Solution
+from pgcompress.plotting import pyplot
 
 
 def summary(solution: Solution) -> dict:
@@ -41,11 +42,9 @@ def table_lines(solution: Solution) -> list[str]:
 
 
 def plot_allocation(solution: Solution, path) -> None:
-    """Bar chart of stored bits per parameter, one bar per tensor, coloured by method family."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Bar chart of stored bits per parameter, one bar per tensor, coloured by method family.
+    Raises PlotUnavailable without matplotlib."""
+    plt = pyplot()
 
     rows = solution.tensors
     families = sorted({t.method.split("-")[0].split("+")[0] for t in rows})

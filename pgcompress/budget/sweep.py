@@ -13,6 +13,7 @@ from pgcompress.budget import Prepared, pack_to_budget
 from pgcompress.budget.accounting import Accounting
 from pgcompress.budget.noise import NoiseFloor, inversions
 from pgcompress.errors import PgcError
+from pgcompress.plotting import pyplot
 from pgcompress.quant.base import QuantContext
 from pgcompress.registry import get_method
 
@@ -136,10 +137,8 @@ def rows_markdown(rows: list[SweepRow]) -> list[str]:
 
 
 def plot_sweep(rows: list[SweepRow], path: Path, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Gap against counted bytes, solver and uniform methods. Raises PlotUnavailable without matplotlib."""
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sol = [r for r in rows if r.kind == "solver"]

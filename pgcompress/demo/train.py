@@ -1,8 +1,10 @@
-"""Train a small reference-architecture model on CPU for a fixed time (or step count).
+"""Train a small reference-architecture model on CPU for a fixed number of steps.
 
 Plain AdamW in fp32 (CPU bf16 autocast is no faster for training at this size), reference-style
-init, warmup then a linear warmdown over the last 30% of the budget. Batches are drawn with a seeded generator, so
-a step-bounded run is reproducible.
+init, warmup then a linear warmdown over the last 30% of the steps. Batches are drawn with a
+seeded generator and the step count, not the clock, ends training, so the weights are the same
+however fast or loaded the machine is (given the same torch threads: ``pgcompress.demo.run``
+fixes them).
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pgcompress.errors import DataError
 from pgcompress.eval.model import GPT, GPTConfig, apply_reference_dtypes
+from pgcompress.progress import progress_counter
 
 
 @dataclass
 class TrainConfig:
     num_layers: int = 4
-    model_dim: int = 192
-    num_heads: int = 3  # head_dim 64, as the reference's 512 / 8
+    model_dim: int = 128
+    num_heads: int = 2  # head_dim 64, as the reference's 512 / 8
     num_kv_heads: int = 1
     mlp_mult: int = 2
     seq_len: int = 256
@@ -28,8 +32,7 @@ class TrainConfig:
     lr: float = 3e-3
     warmup_steps: int = 20
     warmdown_frac: float = 0.3
-    train_seconds: float = 60.0
-    train_steps: int | None = None  # set for an exactly reproducible run (overrides train_seconds)
+    train_steps: int = 100  # ~55 s on one thread of a 2-core AMD EPYC (bench/results/demo_determinism.md)
     seed: int = 1337
 
     def model_config(self, vocab_size: int) -> GPTConfig:
@@ -46,15 +49,17 @@ class TrainStats:
     final_loss: float  # EMA of the training loss
 
 
-def _lr_scale(cfg: TrainConfig, step: int, progress: float) -> float:
+def _lr_scale(cfg: TrainConfig, step: int) -> float:
     warm = min(1.0, (step + 1) / cfg.warmup_steps)
-    down = min(1.0, (1.0 - progress) / cfg.warmdown_frac) if cfg.warmdown_frac > 0 else 1.0
+    done = step / cfg.train_steps
+    down = min(1.0, (1.0 - done) / cfg.warmdown_frac) if cfg.warmdown_frac > 0 else 1.0
     return warm * max(down, 0.0)
 
 
 def train_model(train_tokens: np.ndarray, vocab_size: int, cfg: TrainConfig,
-                log=None) -> tuple[dict[str, torch.Tensor], TrainStats]:
-    """train_tokens: [n] uint16 -> (state dict with the reference's saved dtypes, stats)."""
+                progress: bool = False) -> tuple[dict[str, torch.Tensor], TrainStats]:
+    """train_tokens: [n] uint16 -> (state dict with the reference's saved dtypes, stats).
+    progress: a bar (a terminal) or stamped lines with the ETA on stderr."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = GPT(cfg.model_config(vocab_size))
@@ -62,32 +67,26 @@ def train_model(train_tokens: np.ndarray, vocab_size: int, cfg: TrainConfig,
     data = torch.from_numpy(train_tokens.astype(np.int64))
     span = cfg.seq_len + 1
     if data.numel() <= span:
-        raise ValueError(f"training data has {data.numel()} tokens, need more than {span}")
+        raise DataError(f"training data has {data.numel()} tokens, need more than one sequence of {span}")
     offsets = torch.arange(span)
-    t0, step, ema = time.perf_counter(), 0, None
+    t0, ema = time.perf_counter(), None
     model.train()
-    while True:
-        elapsed = time.perf_counter() - t0
-        if cfg.train_steps is not None:
-            progress = step / cfg.train_steps
-        else:
-            progress = elapsed / cfg.train_seconds
-        if progress >= 1.0:
-            break
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * _lr_scale(cfg, step, progress)
-        starts = torch.randint(0, data.numel() - span, (cfg.batch_seqs,), generator=gen)
-        batch = data[starts[:, None] + offsets]  # [B, L + 1]
-        loss = model(batch[:, :-1], batch[:, 1:])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-        step += 1
-        if log and step % 50 == 0:
-            log(f"train step {step} loss {ema:.3f} ({time.perf_counter() - t0:.0f}s)")
+    with progress_counter("train", cfg.train_steps, unit="steps", enabled=progress) as bar:
+        for step in range(cfg.train_steps):
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * _lr_scale(cfg, step)
+            starts = torch.randint(0, data.numel() - span, (cfg.batch_seqs,), generator=gen)
+            batch = data[starts[:, None] + offsets]  # [B, L + 1]
+            loss = model(batch[:, :-1], batch[:, 1:])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+            bar.set_postfix_str(f"loss {ema:.3f}", refresh=False)
+            bar.update(1)
     seconds = time.perf_counter() - t0
     # Saved like the reference's final_model.pt: bf16 embedding, fp32 linear and control tensors.
     apply_reference_dtypes(model)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return state, TrainStats(step, seconds, step * cfg.batch_seqs * cfg.seq_len, float(ema or 0.0))
+    steps = cfg.train_steps
+    return state, TrainStats(steps, seconds, steps * cfg.batch_seqs * cfg.seq_len, float(ema or 0.0))

@@ -121,7 +121,7 @@ def _standard(model, tokens, tables, cfg, device, rank, world_size, sums) -> Non
     L = cfg.seq_len
     batch = local_batch_seqs(cfg.batch_tokens, L, world_size)
     first, last = rank_slice((tokens.numel() - 1) // L, rank, world_size)
-    for start in progress_bar(range(first, last, batch), "eval", enabled=cfg.progress):
+    for start in progress_bar(range(first, last, batch), "eval", enabled=cfg.progress, unit="batches"):
         end = min(start + batch, last)
         local = tokens[start * L : end * L + 1].to(device=device, dtype=torch.int64)
         x = local[:-1].reshape(-1, L)  # [B, L]
@@ -143,7 +143,8 @@ def _sliding(model, tokens, tables, cfg, device, rank, world_size, sums) -> None
     windows = sliding_windows(tokens.numel() - 1, L, cfg.stride)
     first, last = rank_slice(len(windows), rank, world_size)
     offsets = torch.arange(L, device=device)
-    for i in progress_bar(range(first, last, batch), "eval (sliding)", enabled=cfg.progress):
+    for i in progress_bar(range(first, last, batch), "eval (sliding)", enabled=cfg.progress,
+                               unit="batches"):
         chunk = windows[i : min(i + batch, last)]
         local = torch.stack([tokens[s : s + L + 1] for s, _ in chunk]).to(device=device, dtype=torch.int64)
         x, y = local[:, :-1], local[:, 1:]  # [B, L]

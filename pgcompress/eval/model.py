@@ -38,18 +38,23 @@ class GPTConfig:
     tied_embed_init_std: float = 0.005
 
 
+# The hint on errors of a state dict that is not the reference architecture (callers that give
+# their own hint strip it: pgcompress.budget.prepare).
+NOT_REFERENCE_HINT = " (try --model-code)"
+
+
 def infer_config(state_dict: dict[str, torch.Tensor], **overrides) -> GPTConfig:
     """Read the architecture off the tensor shapes; ``overrides`` win (e.g. rope_base)."""
 
     def shape(key: str) -> tuple[int, ...]:
         if key not in state_dict:
-            raise ModelError(f"state dict has no {key!r}: not the reference architecture (try --model-code)")
+            raise ModelError(f"state dict has no {key!r}: not the reference architecture{NOT_REFERENCE_HINT}")
         return tuple(state_dict[key].shape)
 
     vocab, dim = shape("tok_emb.weight")
     block_ids = {int(m.group(1)) for k in state_dict if (m := re.match(r"blocks\.(\d+)\.", k))}
     if not block_ids:
-        raise ModelError("state dict has no blocks.N.* tensors: not the reference architecture (try --model-code)")
+        raise ModelError(f"state dict has no blocks.N.* tensors: not the reference architecture{NOT_REFERENCE_HINT}")
     (heads,) = shape("blocks.0.attn.q_gain")
     if heads <= 0 or dim % heads:
         raise ModelError(f"blocks.0.attn.q_gain has {heads} heads, which does not divide model_dim {dim}")

@@ -38,7 +38,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from pgcompress.errors import ModelError, PgcError
+from pgcompress.errors import ModelError, PgcError, PgcWarning
 from pgcompress.eval.model import CONTROL_PATTERNS, apply_reference_dtypes, load_strict
 
 _PARAM_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -125,7 +125,7 @@ def _check_runtime_globals(module: ModuleType, path: Path) -> None:
     if unset:
         warnings.warn(f"--model-code {path}: module global(s) {', '.join(unset)} are None after building the "
                       "model, and the script's code reads them; if its main sets them before evaluating, set "
-                      "them in prepare_eval(model) too (docs/MODEL_CODE.md)", stacklevel=3)
+                      "them in prepare_eval(model) too (docs/MODEL_CODE.md)", PgcWarning, stacklevel=3)
 
 
 def _names_read(module: ModuleType) -> set[str]:

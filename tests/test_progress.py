@@ -1,0 +1,108 @@
+"""Progress on stderr: tqdm bars at a terminal; off one, a stamped line per stage start and end,
+and a line with an ETA at most every LOG_EVERY_S seconds in between."""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+
+import pytest
+
+import pgcompress.progress as prog
+from cli_run import STAMPED
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class _Clock:
+    """time.monotonic for pgcompress.progress, advanced by hand."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def log(monkeypatch, capsys):
+    """(capsys, clock): stderr is pytest's capture (not a terminal), time is the clock's."""
+    clock = _Clock()
+    monkeypatch.setattr(prog.time, "monotonic", clock)
+    monkeypatch.setattr(prog, "_START", clock.now)
+    return capsys, clock
+
+
+def lines(capsys) -> list[str]:
+    out = capsys.readouterr().err.splitlines()
+    assert all(STAMPED.match(line) for line in out), out
+    return out
+
+
+def test_a_loop_off_a_terminal_is_a_start_and_a_done_line(log):
+    stream, clock = log
+    seen = []
+    for item in prog.progress_bar(["a", "b", "c"], "calibrate", enabled=True):
+        clock.now += 2.5
+        seen.append(item)
+    assert seen == ["a", "b", "c"]
+    assert lines(stream) == ["[    0.0s] calibrate: 0/3", "[    7.5s] calibrate: 3/3 done in 7.5s"]
+
+
+def test_a_long_loop_logs_its_eta_at_most_every_interval(log, monkeypatch):
+    stream, clock = log
+    monkeypatch.setattr(prog, "LOG_EVERY_S", 30.0)
+    with prog.progress_counter("train", 10, unit="steps") as bar:
+        for step in range(10):
+            clock.now += 12.0  # 12 s a step: a line after steps 3, 6 and 9 (36 s, 72 s, 108 s)
+            bar.set_postfix_str(f"loss {9 - step}")
+            bar.update(1)
+    out = lines(stream)
+    assert out[0] == "[    0.0s] train: 0/10 steps"
+    # ETA = elapsed / done * left, from the stamps themselves
+    assert out[1:4] == ["[   36.0s] train: 3/10 steps, ETA 84s (loss 7)",
+                        "[   72.0s] train: 6/10 steps, ETA 48s (loss 4)",
+                        "[  108.0s] train: 9/10 steps, ETA 12s (loss 1)"]
+    assert out[4] == "[  120.0s] train: 10/10 steps done in 120.0s (loss 0)"
+    assert len(out) == 5
+
+
+def test_a_failed_stage_logs_no_done_line(log):
+    stream, _ = log
+    with pytest.raises(ValueError):
+        for _ in prog.progress_bar(range(4), "eval", enabled=True):
+            raise ValueError("boom")
+    assert lines(stream) == ["[    0.0s] eval: 0/4"]
+
+
+def test_an_uncounted_stage_is_a_start_and_a_done_line(log):
+    stream, clock = log
+    with prog.progress_stage("solve at 1,000 B"):
+        clock.now += 4.0
+    assert lines(stream) == ["[    0.0s] solve at 1,000 B ...", "[    4.0s] solve at 1,000 B: done in 4.0s"]
+
+
+def test_disabled_is_silent_everywhere(monkeypatch):
+    for stream in (io.StringIO(), _Tty()):
+        monkeypatch.setattr(sys, "stderr", stream)
+        assert list(prog.progress_bar(range(3), "x", enabled=False)) == [0, 1, 2]
+        with prog.progress_counter("y", 3, enabled=False) as bar:
+            bar.update(3)
+        with prog.progress_stage("z", enabled=False):
+            pass
+        assert stream.getvalue() == ""
+
+
+def test_a_terminal_gets_a_tqdm_bar_and_no_stamped_lines(monkeypatch):
+    stream = _Tty()
+    monkeypatch.setattr(sys, "stderr", stream)
+    assert list(prog.progress_bar(range(3), "calibrate")) == [0, 1, 2]
+    with prog.progress_stage("solve"):
+        pass
+    text = stream.getvalue()
+    assert "calibrate" in text and "\r" in text  # tqdm redraws the line in place
+    assert not re.search(r"\[ *\d+\.\ds\]", text) and "solve" not in text
