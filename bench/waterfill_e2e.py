@@ -25,6 +25,7 @@ import torch
 
 import pgcompress
 from bench.machine import machine_description
+from bench.waterfill import CKPT, DATA, RESULTS, TRAIN
 from pgcompress.budget import Prepared, pack_to_budget, prepare
 from pgcompress.budget.noise import noise_floor
 from pgcompress.budget.table import CandidateTable, TensorRow, pareto
@@ -32,11 +33,6 @@ from pgcompress.eval.runner import EvalOptions, run
 from pgcompress.quant.calibration import CalibConfig
 from pgcompress.quant.quantize import context_for
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-CKPT = DATA / "checkpoints" / "ref_sp1024_9x512.pt"
-TRAIN = str(DATA / "sp1024" / "fineweb_train_*.bin")
-RESULTS = REPO / "bench" / "results"
 BUDGETS = (7_500_000, 6_000_000)
 
 
