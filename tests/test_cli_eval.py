@@ -32,7 +32,17 @@ def _cpu_name() -> str:
         return ""
 
 
-SAME_CPU_AS_REFERENCE = _cpu_name().startswith("AMD EPYC")
+def _cpu_flags() -> set[str]:
+    try:
+        return set(next((ln.split(":", 1)[1].split() for ln in open("/proc/cpuinfo") if ln.startswith("flags")), []))
+    except OSError:
+        return set()
+
+
+# The reference numbers were measured on an AMD EPYC with native bf16 (avx512_bf16; 65,536 tokens in
+# ~22 s). CPUs without it emulate bf16 and take other kernels: CI once ran on such a machine (193 s
+# for the same eval) and its raw val_bpb rounded to 1.8212 (at least 6.7e-5 below the reference).
+SAME_CPU_AS_REFERENCE = _cpu_name().startswith("AMD EPYC") and "avx512_bf16" in _cpu_flags()
 LINE = re.compile(r"final_(\w+?)_roundtrip val_loss:(\d+\.\d{4}) val_bpb:(\d+\.\d{4}) eval_time:\d+ms")
 EXACT = re.compile(r"final_(\w+?)_roundtrip_exact val_loss:(\d+\.\d{8}) val_bpb:(\d+\.\d{8})")
 
@@ -84,16 +94,22 @@ def test_reference_checkpoint_numbers_and_int8_gap(tmp_path):
     assert raw.returncode == 0, raw.stderr
     lines = raw.stdout.splitlines()
     assert lines[0] == "model_params:17059912"
-    assert LINE.fullmatch(lines[1]) and lines[1].startswith("final_raw_roundtrip val_loss:3.1725 val_bpb:1.8213 ")
+    short = LINE.fullmatch(lines[1])
+    assert short and short.group(1) == "raw"
+    if SAME_CPU_AS_REFERENCE:
+        assert lines[1].startswith("final_raw_roundtrip val_loss:3.1725 val_bpb:1.8213 ")
+    else:  # 4-decimal rounding of a value within 5e-5 of the reference may flip the last digit
+        assert abs(float(short.group(2)) - 3.17251444) < 2e-4 and abs(float(short.group(3)) - 1.82131713) < 2.5e-4
     # Reference (data/README.md): val_loss 3.17251444, val_bpb 1.82131713, measured on an AMD EPYC CPU.
     # CPU bf16 kernels differ by instruction set (spec section 8: equality holds per device), so
     # the digits must be identical there and close on other CPUs (measured on an Intel Xeon: raw
-    # +1.4e-5, int8-ref roundtrip +9.9e-5; bounds 5e-5 and 2e-4).
+    # +1.4e-5, int8-ref roundtrip +9.9e-5; on a CPU without native bf16 at least -6.7e-5 raw; bounds
+    # 2e-4 and 3e-4, an order of magnitude below the int6 gap the eval must resolve).
     raw_bpb = float(EXACT.fullmatch(lines[2]).group(3))
     if SAME_CPU_AS_REFERENCE:
         assert lines[2] == "final_raw_roundtrip_exact val_loss:3.17251444 val_bpb:1.82131713"
     else:
-        assert abs(raw_bpb - 1.82131713) < 5e-5
+        assert abs(raw_bpb - 1.82131713) < 2e-4
     assert lines[3] == f"artifact_bytes:{CKPT.stat().st_size} artifact_mb:{CKPT.stat().st_size / 1e6:.6f}"
 
     import pgcompress
@@ -108,7 +124,7 @@ def test_reference_checkpoint_numbers_and_int8_gap(tmp_path):
     if SAME_CPU_AS_REFERENCE:
         assert m.group(3) == "1.82202888"
     else:
-        assert abs(float(m.group(3)) - 1.82202888) < 2e-4
+        assert abs(float(m.group(3)) - 1.82202888) < 3e-4
         assert abs((float(m.group(3)) - raw_bpb) - 0.00071175) < 2e-4
     assert f"artifact_bytes:{artifact.stat().st_size} " in q.stdout
 
