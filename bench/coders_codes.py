@@ -26,7 +26,7 @@ import numpy as np
 from pgcompress.coding.base import stream_info_for
 from pgcompress.coding.rans_ctx import _log_widths
 from pgcompress.registry import get_codec
-from record_pipeline import record_pipeline
+from bench.record_pipeline import record_pipeline
 
 METHODS = {"int8-ref": "int8-ref", "int6-sdclip": "int6-sdclip", "int6-gptq": "int6-gptq"}
 TRAIN = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "sp1024" / "fineweb_train_*.bin")

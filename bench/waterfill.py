@@ -130,7 +130,7 @@ def fmt(x, spec=".2f") -> str:
 
 def markdown(results: dict) -> str:
     lines = ["# Waterfilled columns (wf) vs per-row GPTQ: Hessian-weighted error at equal coded bytes", "",
-             f"Machine: {results['machine']}.", "",
+             f"Machine of the latest run: {results['machine']}.", "",
              "Rate: coded bytes per weight x 8 (every submittable codec tried per stream, plus the header share). "
              "Error: tr(E H E^T) / tr(W H W^T), H from the calibration named per model (act-order, 1% damping). "
              "'saved at R': GPTQ's rate at the error wf reaches at R bits per weight, minus R (interpolated in "
@@ -138,7 +138,8 @@ def markdown(results: dict) -> str:
              ""]
     for label, res in results["models"].items():
         s = res["summary"]
-        lines += [f"## {label} ({res['calibration']})", "",
+        lines += [f"## {label} ({res['calibration']})", "", f"Measured on: {res.get('machine', results['machine'])}.",
+                  "",
                   "Parameter-weighted: predicted " + fmt(s["predicted"]) + " bits/weight; saved "
                   + ", ".join(f"{fmt(s[f'saved@{r}'])} at {r:g}" for r in AT) + ".", "",
                   "| tensor | shape | predicted | " + " | ".join(f"saved @{r:g}" for r in AT) + " |",
@@ -163,15 +164,21 @@ def main() -> None:
     ap.add_argument("--out", default="waterfill")
     args = ap.parse_args()
     torch.manual_seed(0)
-    results = {"machine": machine_description(), "models": {}}
+    machine = machine_description()
+    previous = RESULTS / f"{args.out}.json"
+    # a run of one model keeps the other model's rows from the last run (each row names its machine)
+    results = json.loads(previous.read_text()) if previous.exists() and args.model != "both" else {"models": {}}
+    for res in results["models"].values():
+        res.setdefault("machine", results.get("machine", "not recorded"))
+    results["machine"] = machine
     if args.model in ("shared", "both"):
         sd = torch.load(CKPT, map_location="cpu", weights_only=True)
-        results["models"]["shared"] = run_model("shared", sd, args.only)
+        results["models"]["shared"] = run_model("shared", sd, args.only) | {"machine": machine}
     if args.model in ("brief", "both"):
         from bench.coders_codes import brief_model
 
         sd, info = brief_model(args.cache)
-        results["models"]["brief"] = run_model("brief", sd, args.only)
+        results["models"]["brief"] = run_model("brief", sd, args.only) | {"machine": machine}
         results["models"]["brief"]["model"] = info
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(results, indent=1))

@@ -127,11 +127,6 @@ def parse(data: bytes, source: str = "artifact") -> Container:
     return Container(header=header, tensors=tuple(tensors), header_bytes=end, total_bytes=len(data))
 
 
-def decode_stream(data: bytes, rec: StreamRecord, tensor: str, source: str = "artifact") -> np.ndarray:
-    """One stream of a parsed artifact, decoded with the registered codec and checked."""
-    return decode_stream_entry(memoryview(data), rec.entry, rec.offset, REGISTRY_CODECS, f"{source}: tensor {tensor!r}")
-
-
 class _RegistryCodecs:
     """The registry seen as the walk's codec table: name -> decode(blob, dtype, count, lo, hi)."""
 

@@ -115,15 +115,6 @@ def unpack(data: bytes, source: str = "artifact", device: str | torch.device | N
         return fmt.decode_artifact(data, source, fmt.REGISTRY_CODECS, _Ticking(methods, bar))
 
 
-def decode_tensor(data: bytes, rec: fmt.TensorRecord, source: str = "artifact") -> torch.Tensor:
-    """One tensor of a parsed artifact (``fmt.parse(data).tensors``)."""
-    where = f"{source}: tensor {rec.name!r}"
-    view = memoryview(data)
-    arrays = {s.role: fmt.decode_stream_entry(view, s.entry, s.offset, fmt.REGISTRY_CODECS, where) for s in rec.streams}
-    entry = {"name": rec.name, "shape": list(rec.shape), "dtype": rec.dtype, "method": rec.method, "params": rec.params}
-    return fmt.dequantize_entry(entry, arrays, REGISTRY_METHODS, where)
-
-
 def read_header(data: bytes, source: str = "artifact") -> dict:
     """The artifact's header as plain data (label, tensor table), without decoding any stream."""
     return fmt.parse(data, source).header

@@ -60,10 +60,6 @@ def total_rate(table: CandidateTable, choice: list[int]) -> int:
     return sum(r.front[j].rate for r, j in zip(table.rows, choice))
 
 
-def total_dist(table: CandidateTable, choice: list[int]) -> float:
-    return float(sum(r.front[j].dist for r, j in zip(table.rows, choice)))
-
-
 def fill(table: CandidateTable, choice: list[int], capacity: int) -> list[int]:
     """Spend the slack: while an upgrade fits, take the one saving the most distortion per byte."""
     choice = list(choice)

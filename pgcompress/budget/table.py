@@ -47,9 +47,6 @@ class TensorRow:
         cand.exact = True
         self.front = pareto(self.all or self.front)
 
-    def by_method(self, method: str) -> Candidate | None:
-        return next((c for c in self.front if c.method == method), None)
-
 
 @dataclass
 class CandidateTable:

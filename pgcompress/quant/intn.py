@@ -201,13 +201,6 @@ def grid_check(method, params, streams, out, cols):
         lqer_check(params, streams, out, cols)
 
 
-def dequantize_encoded(enc: Encoded, shape: tuple[int, ...], name_bits: int | None = None) -> torch.Tensor:
-    """Stored grid tensor -> fp32 [out, in] (shape's matrix view), checked first."""
-    out, cols = G.matrix_dims(shape)
-    grid_check(enc.method if name_bits is None else f"int{name_bits}", enc.params, enc.streams, out, cols)
-    return grid_matrix(enc.params, enc.streams, out, cols)
-
-
 def grid_matrix(params, streams, out, cols):
     """Validated stored grid tensor -> fp32 [out, cols]. Plain (torch/numpy only): the library's
     dequantize and the submission decoder both run it."""

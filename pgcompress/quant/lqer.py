@@ -19,7 +19,6 @@ import torch
 
 from pgcompress.errors import FormatError
 from pgcompress.quant import grid as G
-from pgcompress.quant.base import Encoded
 from pgcompress.quant.clipping import mse_qparams
 from pgcompress.quant.grid import dequantize
 from pgcompress.quant.streams import check_stream
@@ -100,11 +99,6 @@ def correction(a_codes, a_scale, b_codes, b_scale) -> torch.Tensor:
 def to_streams(f: Factors) -> dict[str, np.ndarray]:
     return {"lqer_a": f.a_codes.reshape(-1).numpy(), "lqer_a_scale": f.a_scale.to(torch.float16).numpy(),
             "lqer_b": f.b_codes.reshape(-1).numpy(), "lqer_b_scale": f.b_scale.to(torch.float16).numpy()}
-
-
-def check_streams(enc: Encoded, shape2d: tuple[int, int]) -> None:
-    """Validate a stored correction's params and streams (they come from a file)."""
-    lqer_check(enc.params, enc.streams, *shape2d)
 
 
 def lqer_check(params, streams, out, n):

@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from pgcompress.errors import FormatError
-from pgcompress.quant.base import Encoded
-
-
-def expect_stream(enc: Encoded, role: str, count: int, dtype) -> np.ndarray:
-    """The stream ``role`` of ``enc``, checked to hold ``count`` elements of ``dtype``."""
-    try:
-        return check_stream(enc.streams, role, count, np.dtype(dtype).name)
-    except FormatError as exc:
-        raise FormatError(f"method {enc.method}: {exc}") from None
 
 
 def check_stream(streams, role, count, dtype):
