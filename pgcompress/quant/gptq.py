@@ -215,4 +215,4 @@ def gptq_candidates(kind: TensorKind) -> list[str]:
 register_candidates(gptq_candidates)
 register_family("gptq", GPTQMethod,
                 "full-Hessian GPTQ (act-order, block 128, 1% damping), Hessian-aware clip choice; -kK: "
-                "SDClip grid; no calibration -> MSE-clip RTN (mods: -g{32..256} -asym -bf16 +lqer[-rR][-fF])")
+                "SDClip grid; needs calibration (mods: -g{32..256} -asym -bf16 +lqer[-rR][-fF])")
