@@ -138,7 +138,7 @@ def markdown(results: dict) -> str:
              ""]
     for label, res in results["models"].items():
         s = res["summary"]
-        lines += [f"## {label} ({res['calibration']})", "", f"Measured on: {res.get('machine', results['machine'])}.",
+        lines += [f"## {label} ({res['calibration']})", "", f"Measured on: {res['machine']}.",
                   "",
                   "Parameter-weighted: predicted " + fmt(s["predicted"]) + " bits/weight; saved "
                   + ", ".join(f"{fmt(s[f'saved@{r}'])} at {r:g}" for r in AT) + ".", "",

@@ -27,7 +27,8 @@ RESCUE_ROUNDS = 8  # downward steps when no round fitted
 POLISH_ROUNDS = 3  # re-allocations from the best artifact's measured rates, after the rounds
 # What the preamble and the header's fixed part cost beyond the tensors' shares (measured: ~60 B).
 HEADER_FIXED = 256
-DECODER_GUESS = 15_000  # first guess at the minified decoder; round 1 counts the real one (the ctx2/ctx3 + wf decoder is ~19-21 KB)
+DECODER_GUESS = 15_000  # first guess at the minified decoder; round 1 counts the real one (not re-measured
+# since rans-ctx2/ctx3 and wf joined it: bench/results/decoder.md is older)
 
 
 @dataclass
