@@ -1,4 +1,5 @@
-"""rANS codecs: lossless roundtrips, size near the entropy, clean errors on corrupt streams."""
+"""rANS codecs (order-0 ``rans``; the context codec against it): lossless roundtrips, size near
+the entropy, clean errors on corrupt streams."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from hypothesis import strategies as st
 
 from coding_helpers import matrix_info, order0_entropy_bytes
 from pgcompress.coding.base import StreamInfo, stream_info_for
-from pgcompress.coding.rans_enc import rans_body, write_uvarint
+from pgcompress.coding.rans_core import read_uvarint, read_uvarints, write_body, write_uvarint
 from pgcompress.errors import CodecError
 from pgcompress.registry import get_codec
 
 RANS = get_codec("rans")
-CTX = get_codec("rans-ctx")
+CTX = get_codec("rans-ctx2")
 
 
 def roundtrip(codec, arr, info=None):
@@ -70,8 +71,6 @@ def test_rans_long_stream_within_half_percent_of_entropy_plus_table():
 
 
 def _body_len(blob: bytes, a: int) -> int:
-    from pgcompress.coding.rans_dec import read_uvarint, read_uvarints
-
     pos = read_uvarint(blob, read_uvarint(blob, 0)[1])[1]
     return len(blob) - read_uvarints(blob, pos, a)[1]
 
@@ -120,7 +119,7 @@ def test_rans_bad_table_sum_is_rejected():
     for v in (15, 3, 100, 100, 100):
         write_uvarint(out, v)
     states = np.full(1, 1 << 16, dtype=np.uint32)
-    blob = bytes(out) + rans_body(states, np.zeros(0, np.uint16))
+    blob = bytes(out) + write_body(states, np.zeros(0, np.uint16))
     with pytest.raises(CodecError, match="frequency table"):
         RANS.decode(blob, StreamInfo("int8", 1, 0, 2))
 
