@@ -134,20 +134,20 @@ def weight_like_matrix(seed: int, rows: int, cols: int, bits: int = 8) -> np.nda
 
 
 @pytest.mark.parametrize("shape,bits", [((64, 96), 8), ((200, 128), 6), ((1, 300), 4), ((300, 1), 8)])
-def test_rans_ctx_roundtrip(shape, bits):
+def test_context_codec_roundtrip(shape, bits):
     q = weight_like_matrix(4, *shape, bits=bits)
     roundtrip(CTX, q.reshape(-1), matrix_info(q))
 
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**31 - 1), st.integers(1, 127))
-def test_rans_ctx_roundtrip_random(rows, cols, seed, qmax):
+def test_context_codec_roundtrip_random(rows, cols, seed, qmax):
     rng = np.random.default_rng(seed)
     q = rng.integers(-qmax, qmax + 1, (rows, cols)).astype(np.int8)
     roundtrip(CTX, q.reshape(-1), matrix_info(q))
 
 
-def test_rans_ctx_beats_order0_when_spread_varies_by_row_and_column():
+def test_context_codec_beats_order0_when_spread_varies_by_row_and_column():
     q = weight_like_matrix(5, 512, 512)
     info = matrix_info(q)
     ctx = roundtrip(CTX, q.reshape(-1), info)
@@ -156,13 +156,13 @@ def test_rans_ctx_beats_order0_when_spread_varies_by_row_and_column():
     assert len(ctx) < 0.97 * order0_entropy_bytes(q)
 
 
-def test_rans_ctx_needs_a_matrix_shape():
+def test_context_codec_needs_a_matrix_shape():
     q = weight_like_matrix(6, 8, 8)
     assert not CTX.accepts(stream_info_for(q.reshape(-1)))
     assert CTX.accepts(matrix_info(q))
 
 
-def test_rans_ctx_corrupt_streams_raise_codec_error():
+def test_context_codec_corrupt_streams_raise_codec_error():
     q = weight_like_matrix(7, 64, 64)
     info = matrix_info(q)
     blob = CTX.encode(q.reshape(-1), info)

@@ -179,12 +179,12 @@ def fit_centres(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rc.astype(np.int64), cc.astype(np.int64)
 
 
-def fit_widths_model(q: np.ndarray, lo: int, hi: int, width_steps: tuple[int, ...] = WIDTH_STEPS) -> CtxModel:
+def fit_widths_model(q: np.ndarray, lo: int, hi: int, width_steps: tuple[int, ...] | None = None) -> CtxModel:
     """q: [R, C] codes in [lo, hi], no centres -> the model of least ideal size over the width
-    quantizations ``width_steps`` (steps per octave)."""
+    quantizations ``width_steps`` (steps per octave; default WIDTH_STEPS)."""
     a, b = rank1_widths(q)
     best = None
-    for steps in width_steps:
+    for steps in width_steps or WIDTH_STEPS:
         model = _fit_at(q, lo, hi, _log_indices(a, steps), _log_indices(b, steps))
         size = model_bytes(model)
         if best is None or size < best[0]:
@@ -214,7 +214,7 @@ def _fit_at(q: np.ndarray, lo: int, hi: int, ia: np.ndarray, jb: np.ndarray) -> 
 
 
 def fit_centred_model(q: np.ndarray, rc: np.ndarray | None, cc: np.ndarray | None,
-                      width_steps: tuple[int, ...] = WIDTH_STEPS) -> CtxModel | None:
+                      width_steps: tuple[int, ...] | None = None) -> CtxModel | None:
     """The widths model of the residual after the given centres (at least one), extended with the
     centre indices as side symbols and their header fields; None if it cannot be coded."""
     r, c = q.shape

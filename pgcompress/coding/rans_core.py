@@ -227,10 +227,11 @@ def symbol_freqs(freq: np.ndarray, table: np.ndarray | None, idx: np.ndarray) ->
 
 
 def lanes_encode(f_sym: np.ndarray, c_sym: np.ndarray, phases: list[int], lanes: int, sb: int,
-                 max_tail: int = MAX_TAIL_STEPS) -> tuple[np.ndarray, np.ndarray, int]:
+                 max_tail: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Symbols of consecutive phases (frequency and cumulative frequency per symbol, concatenated
     in decode order; phase p's symbol i goes to lane i % lanes) -> (states [lanes] uint32,
-    words [W] uint16 in decode order, tail steps <= max_tail), the layout lanes_decode reads.
+    words [W] uint16 in decode order, tail steps <= max_tail, default MAX_TAIL_STEPS), the layout
+    lanes_decode reads.
 
     Runs the lanes backwards, one numpy step per group of lanes, collecting each step's
     renormalisation words in lane order; the word stream is then reversed by step."""
@@ -248,6 +249,7 @@ def lanes_encode(f_sym: np.ndarray, c_sym: np.ndarray, phases: list[int], lanes:
     x = np.ones(lanes, dtype=np.uint64)
     tail = 0
     limit = np.uint64((1 << 32) - RANS_L)
+    max_tail = MAX_TAIL_STEPS if max_tail is None else max_tail
     while tail < min(max_tail, last_phase_steps):
         a, k = steps[len(steps) - 1 - tail]
         f, c = f_sym[a:a + k], c_sym[a:a + k]
