@@ -125,8 +125,12 @@ def get_codec(name: str) -> "Codec":
 
 
 def codec_names() -> list[str]:
+    """Registered codec names: the built-ins in CODEC_ORDER (tie order for the codec choice), then
+    any others in registration order."""
     _load_builtins()
-    return list(_CODECS)
+    from pgcompress.coding.builtin import CODEC_ORDER
+
+    return [n for n in CODEC_ORDER if n in _CODECS] + [n for n in _CODECS if n not in CODEC_ORDER]
 
 
 _LOADED = False

@@ -1,4 +1,5 @@
-"""rANS codecs: lossless roundtrips, size near the entropy, clean errors on corrupt streams."""
+"""rANS codecs (order-0 ``rans``; the context codec against it): lossless roundtrips, size near
+the entropy, clean errors on corrupt streams."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from hypothesis import strategies as st
 
 from coding_helpers import matrix_info, order0_entropy_bytes
 from pgcompress.coding.base import StreamInfo, stream_info_for
-from pgcompress.coding.rans_enc import rans_body, write_uvarint
+from pgcompress.coding.rans_core import read_uvarint, read_uvarints, write_body, write_uvarint
 from pgcompress.errors import CodecError
 from pgcompress.registry import get_codec
 
 RANS = get_codec("rans")
-CTX = get_codec("rans-ctx")
+CTX = get_codec("rans-ctx2")
 
 
 def roundtrip(codec, arr, info=None):
@@ -70,8 +71,6 @@ def test_rans_long_stream_within_half_percent_of_entropy_plus_table():
 
 
 def _body_len(blob: bytes, a: int) -> int:
-    from pgcompress.coding.rans_dec import read_uvarint, read_uvarints
-
     pos = read_uvarint(blob, read_uvarint(blob, 0)[1])[1]
     return len(blob) - read_uvarints(blob, pos, a)[1]
 
@@ -120,7 +119,7 @@ def test_rans_bad_table_sum_is_rejected():
     for v in (15, 3, 100, 100, 100):
         write_uvarint(out, v)
     states = np.full(1, 1 << 16, dtype=np.uint32)
-    blob = bytes(out) + rans_body(states, np.zeros(0, np.uint16))
+    blob = bytes(out) + write_body(states, np.zeros(0, np.uint16))
     with pytest.raises(CodecError, match="frequency table"):
         RANS.decode(blob, StreamInfo("int8", 1, 0, 2))
 
@@ -135,20 +134,20 @@ def weight_like_matrix(seed: int, rows: int, cols: int, bits: int = 8) -> np.nda
 
 
 @pytest.mark.parametrize("shape,bits", [((64, 96), 8), ((200, 128), 6), ((1, 300), 4), ((300, 1), 8)])
-def test_rans_ctx_roundtrip(shape, bits):
+def test_context_codec_roundtrip(shape, bits):
     q = weight_like_matrix(4, *shape, bits=bits)
     roundtrip(CTX, q.reshape(-1), matrix_info(q))
 
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**31 - 1), st.integers(1, 127))
-def test_rans_ctx_roundtrip_random(rows, cols, seed, qmax):
+def test_context_codec_roundtrip_random(rows, cols, seed, qmax):
     rng = np.random.default_rng(seed)
     q = rng.integers(-qmax, qmax + 1, (rows, cols)).astype(np.int8)
     roundtrip(CTX, q.reshape(-1), matrix_info(q))
 
 
-def test_rans_ctx_beats_order0_when_spread_varies_by_row_and_column():
+def test_context_codec_beats_order0_when_spread_varies_by_row_and_column():
     q = weight_like_matrix(5, 512, 512)
     info = matrix_info(q)
     ctx = roundtrip(CTX, q.reshape(-1), info)
@@ -157,13 +156,13 @@ def test_rans_ctx_beats_order0_when_spread_varies_by_row_and_column():
     assert len(ctx) < 0.97 * order0_entropy_bytes(q)
 
 
-def test_rans_ctx_needs_a_matrix_shape():
+def test_context_codec_needs_a_matrix_shape():
     q = weight_like_matrix(6, 8, 8)
     assert not CTX.accepts(stream_info_for(q.reshape(-1)))
     assert CTX.accepts(matrix_info(q))
 
 
-def test_rans_ctx_corrupt_streams_raise_codec_error():
+def test_context_codec_corrupt_streams_raise_codec_error():
     q = weight_like_matrix(7, 64, 64)
     info = matrix_info(q)
     blob = CTX.encode(q.reshape(-1), info)

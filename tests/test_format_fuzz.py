@@ -23,7 +23,7 @@ CORPUS = sorted((REPO / "tests" / "fuzz_corpus").glob("*.bin"))
 
 @pytest.fixture(scope="module")
 def seeds() -> list[bytes]:
-    return fuzz.seed_artifacts(["int8-ref", "int5-rtn+lqer", "fp16"], ["auto", "bitpack", "rans", "rans-ctx", "planes+brotli"])
+    return fuzz.seed_artifacts(["int8-ref", "int5-rtn+lqer", "fp16"], ["auto", "bitpack", "rans", "rans-ctx2", "planes+brotli"])
 
 
 @pytest.fixture(scope="module")

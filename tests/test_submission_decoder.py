@@ -53,7 +53,7 @@ def test_generated_decoder_matches_unpack_without_pgcompress(tmp_path):
 
 
 def handmade_artifact(codec_for_q: str) -> bytes:
-    """One int8-ref matrix whose codes use ``codec_for_q`` (rans-ctx needs the matrix shape)."""
+    """One int8-ref matrix whose codes use ``codec_for_q`` (rans-ctx2 needs the matrix shape)."""
     rng = np.random.default_rng(0)
     w = torch.from_numpy(rng.normal(size=(96, 80)).astype(np.float32) * np.exp(rng.normal(0, .5, (1, 80))).astype(np.float32))
     enc = pgcompress.registry.get_method("int8-ref").quantize("w", w, None)
@@ -70,7 +70,7 @@ def handmade_artifact(codec_for_q: str) -> bytes:
     return fmt.build({"label": "test"}, [entry], blobs)
 
 
-@pytest.mark.parametrize("codec", ["rans-ctx", "rans-ctx2", "rans-ctx3", "rans", "bitpack", "lzma"])
+@pytest.mark.parametrize("codec", ["rans-ctx2", "rans", "bitpack", "lzma"])
 def test_every_submittable_codec_decodes_in_the_generated_module(codec):
     data = handmade_artifact(codec)
     src = build_decoder(data, minify=False)
@@ -109,7 +109,7 @@ def test_every_submittable_codec_is_in_the_decoder_table():
     from pgcompress.submission.decoder import build_decoder_for
 
     submittable = [c for c in codec_names() if get_codec(c).submittable]
-    assert {"raw", "zlib", "lzma", "brotli", "planes+brotli", "planes+lzma", "bitpack", "rans", "rans-ctx"} <= set(submittable)
+    assert {"raw", "zlib", "lzma", "brotli", "planes+brotli", "planes+lzma", "bitpack", "rans", "rans-ctx2"} <= set(submittable)
     ns = {}
     exec(compile(build_decoder_for(submittable, ["int8-ref"]), "d.py", "exec"), ns)
     assert set(ns["CODECS"]) == set(submittable)
@@ -156,30 +156,31 @@ def test_rans_ctx2_artifact_decodes_in_a_child_process(tmp_path):
             ns["CODECS"]["rans-ctx2"](hostile(**kwargs), "int8", 16, -3, 3)
 
 
-def test_rans_ctx3_artifact_decodes_in_a_child_process(tmp_path):
-    """A whole artifact whose code matrices use rans-ctx3 with centres (columns shifted by up to
+def test_rans_ctx2_centres_artifact_decodes_in_a_child_process(tmp_path):
+    """A whole artifact whose code matrices use rans-ctx2 with centres (columns shifted by up to
     +-3 steps, all-equal columns), decoded where pgcompress cannot be imported; the library's
     hostile headers raise in the generated decoder too."""
     sd = reference_like_state_dict(seed=4, dim=64, layers=1, vocab=300)
     w = torch.randn(1031, 64) * 0.02 + torch.linspace(-0.04, 0.04, 64)[None, :]  # column offsets
     w[:, ::5] = 0.0
     sd["tok_emb.weight"] = w.to(torch.bfloat16)
-    data = pgcompress.pack(sd, method="int6-rtn", codec="rans-ctx3", submittable=True)
+    data = pgcompress.pack(sd, method="int6-rtn", codec="rans-ctx2", submittable=True)
     codecs = {s.codec for t in fmt.parse(data, "t").tensors for s in t.streams}
-    assert "rans-ctx3" in codecs
+    assert "rans-ctx2" in codecs
     assert_same_state(run_isolated(tmp_path, build_decoder(data), data), pgcompress.unpack(data))
     ns = {}
     exec(compile(build_decoder(data, minify=False), "d.py", "exec"), ns)
-    from test_coding_rans_ctx3 import HOSTILE, hostile, offset_matrix
+    from test_coding_rans_ctx2_centres import HOSTILE, centre_mode, hostile, offset_matrix
 
     q, _ = offset_matrix(5, 200, 96, row_sd=1.0)
-    blob = get_codec("rans-ctx3").encode(q.reshape(-1), matrix_info(q))
+    blob = get_codec("rans-ctx2").encode(q.reshape(-1), matrix_info(q))
+    assert centre_mode(blob) != 0
     lo, hi = int(q.min()), int(q.max())
-    assert np.array_equal(ns["CODECS"]["rans-ctx3"](blob, "int8", q.size, lo, hi), q.reshape(-1))
+    assert np.array_equal(ns["CODECS"]["rans-ctx2"](blob, "int8", q.size, lo, hi), q.reshape(-1))
     with pytest.raises(ns["CodecError"]):
-        ns["CODECS"]["rans-ctx3"](blob[:-1], "int8", q.size, lo, hi)
+        ns["CODECS"]["rans-ctx2"](blob[:-1], "int8", q.size, lo, hi)
     with pytest.raises(ns["CodecError"]):
-        ns["CODECS"]["rans-ctx3"](blob, "int8", q.size, lo + 1, hi)
+        ns["CODECS"]["rans-ctx2"](blob, "int8", q.size, lo + 1, hi)
     for kwargs, _ in HOSTILE:
         with pytest.raises(ns["CodecError"]):
-            ns["CODECS"]["rans-ctx3"](hostile(**kwargs), "int8", 16, -3, 3)
+            ns["CODECS"]["rans-ctx2"](hostile(**kwargs), "int8", 16, -3, 3)

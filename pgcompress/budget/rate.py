@@ -19,7 +19,9 @@ from pgcompress.coding.choose import choose_codec
 from pgcompress.quant.base import Encoded
 from pgcompress.registry import codec_names, get_codec
 
-SYMBOL_CODECS = ("rans-ctx", "rans", "bitpack")
+# rans-ctx2 is the artifact's context codec, so the solver rates code matrices with the model the
+# artifact will code them with.
+SYMBOL_CODECS = ("rans-ctx2", "rans", "bitpack")
 BIG_FLOAT_CODECS = ("raw", "zlib")
 # lzma at preset 9e spends ~0.1 s setting up even on a 1 KB stream: too slow to try on every
 # candidate's streams; the final artifact still tries it.
@@ -61,7 +63,7 @@ class RateMeter:
 
 def header_share(name: str, shape, enc: Encoded) -> int:
     entry = {"name": name, "shape": list(shape), "method": enc.method, "params": enc.params,
-             "streams": [{"role": r, "dtype": a.dtype.name, "count": int(a.size), "codec": "rans-ctx",
+             "streams": [{"role": r, "dtype": a.dtype.name, "count": int(a.size), "codec": "rans-ctx2",
                           "size": 1 << 20, "crc": 4294967295, "lo": -128, "hi": 127}
                          for r, a in enc.streams.items()]}
     return int(len(json.dumps(entry, separators=(",", ":"))) * HEADER_BYTES_PER_JSON_BYTE) + 1

@@ -28,7 +28,7 @@ class StreamInfo:
     dtype: one of STREAM_DTYPES; count: number of elements;
     lo/hi: min/max value for integer symbol streams (signed ints up to 16 bits), else None.
     shape: (rows, cols) when the stream is a matrix, known at encode time only (the header does
-      not store it; a codec that models rows and columns, like ``rans-ctx``, keeps it in its blob).
+      not store it; a codec that models rows and columns, like ``rans-ctx2``, keeps it in its blob).
     """
 
     dtype: str

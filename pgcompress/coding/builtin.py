@@ -1,9 +1,12 @@
-"""Imports every built-in codec module so that each registers itself (registry order = tie order)."""
+"""The built-in codecs: importing this module registers them (each module registers its own).
 
-from pgcompress.coding import generic  # noqa: F401
-from pgcompress.coding import bitpack  # noqa: F401
-from pgcompress.coding import byteplane  # noqa: F401
-from pgcompress.coding import rans  # noqa: F401
-from pgcompress.coding import rans_ctx  # noqa: F401
-from pgcompress.coding import rans_ctx2  # noqa: F401
-from pgcompress.coding import rans_ctx3  # noqa: F401
+CODEC_ORDER is the order ``codec_names`` lists them in, which is the order ``choose_codec`` tries
+them and so breaks ties between blobs of equal size: it decides bytes, so it is data here rather
+than the order of the imports. Codecs registered elsewhere (plugins, tests) follow, in
+registration order.
+"""
+
+from pgcompress.coding import bitpack, byteplane, generic, rans, rans_ctx2  # noqa: F401
+
+CODEC_ORDER = ("raw", "zlib", "lzma", "brotli", "zstd", "bitpack", "planes+brotli", "planes+lzma", "rans",
+               "rans-ctx2")

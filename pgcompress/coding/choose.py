@@ -1,4 +1,5 @@
-"""Per-stream codec choice: the smallest blob among the candidates, ties to the earlier name."""
+"""Per-stream codec choice: the smallest blob among the candidates, ties to the earlier name
+(``codec_names()`` order, i.e. builtin.CODEC_ORDER, when no candidates are given)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def choose_codec(arr: np.ndarray, info: StreamInfo, candidates: list[str] | None
     """Encode ``arr`` with every candidate codec that accepts it; return (name, smallest blob).
 
     candidates: codec names to try (None: every registered codec); with ``submittable`` only
-    codecs a submission can decode are tried. Deterministic: registry order breaks ties.
+    codecs a submission can decode are tried. Deterministic: the candidates' order breaks ties.
     """
     names = candidates if candidates is not None else codec_names()
     best: tuple[str, bytes] | None = None

@@ -134,7 +134,7 @@ class GridMethod(Method):
         grid = self.spec.grid
         params = {"bits": grid.bits, "sym": grid.symmetric, "group": grid.group_size,
                   "scale_dtype": grid.scale_dtype, **extra}
-        # codes stay [out, in]: matrix streams let the rans-ctx codec model rows and columns
+        # codes stay [out, in]: matrix streams let the rans-ctx2 codec model rows and columns
         streams = {"q": codes.reshape(W.shape).numpy(), "scale": _scale_to_numpy(qp.scale, grid.scale_dtype)}
         if qp.zero is not None:
             streams["zero"] = qp.zero.to(torch.int8).numpy()

@@ -1,7 +1,8 @@
-"""rans-ctx3: lossless on ragged and degenerate matrices; on codes with row/column offsets, near
-the entropy of the source that made them (computed from that source, not from the coder) and well
-below rans-ctx2; no cost where there are no offsets; hostile blobs rejected with CodecError
-before anything large is allocated."""
+"""rans-ctx2 with row/column centres: lossless on ragged and degenerate matrices with offsets; on
+codes with row/column offsets, near the entropy of the source that made them (computed from that
+source, not from the coder) and well below the same codec's model without centres; exactly the
+no-centres blob where there are no offsets; hostile blobs rejected with CodecError before anything
+large is allocated."""
 
 from __future__ import annotations
 
@@ -14,17 +15,29 @@ from hypothesis import strategies as st
 from coding_helpers import assert_corruption_detected, assert_refused_before_allocating, assert_roundtrip, leb128, \
     matrix_info
 from pgcompress.coding.base import StreamInfo
-from pgcompress.coding.rans_ctx3 import fit_model3
+from pgcompress.coding.ctx_model import fit_widths_model
+from pgcompress.coding.rans_core import lanes_for, read_uvarint
+from pgcompress.coding.rans_ctx2 import SYMBOLS_PER_LANE, encode_model
 from pgcompress.errors import CodecError
 from pgcompress.registry import get_codec
 from test_coding_rans_ctx2 import weight_like_matrix
 
-CTX3 = get_codec("rans-ctx3")
-CTX2 = get_codec("rans-ctx2")
+CTX = get_codec("rans-ctx2")
+
+
+def centre_mode(blob: bytes) -> int:
+    """Which centres a blob carries (bit 0 rows, bit 1 columns): its second header integer >> 3."""
+    return read_uvarint(blob, read_uvarint(blob, 0)[1])[0] >> 3
+
+
+def no_centres_blob(q: np.ndarray) -> bytes:
+    """The blob of the codec's model without centres (its widths model alone)."""
+    model = fit_widths_model(q, int(q.min()), int(q.max()))
+    return encode_model(model, lanes_for(q.size, SYMBOLS_PER_LANE))
 
 
 def roundtrip(q: np.ndarray) -> bytes:
-    return assert_roundtrip(CTX3, q)
+    return assert_roundtrip(CTX, q)
 
 
 def offset_matrix(seed: int, rows: int, cols: int, sigma: float = 2.4, col_sd: float = 1.0,
@@ -78,27 +91,35 @@ def test_single_symbol_and_constant_columns():
 
 @pytest.mark.parametrize("row_sd,col_sd,mode", [(0.0, 1.0, 2), (1.0, 0.0, 1), (1.0, 1.0, 3)])
 def test_near_the_source_entropy_with_offsets(row_sd, col_sd, mode):
-    """Codes made from known offsets + Gaussian noise: rans-ctx3 finds the offsets (the mode it
+    """Codes made from known offsets + Gaussian noise: the codec finds the offsets (the mode it
     picks says which), comes within 1.5% of the noise's entropy (the offsets' own cost is a few
-    bits a row/column), and beats rans-ctx2, whose model has no centres, by over 3%."""
+    bits a row/column), and beats its own model without centres by over 3%."""
     q, h = offset_matrix(11, 768, 512, row_sd=row_sd, col_sd=col_sd)
-    size = len(roundtrip(q))
-    assert fit_model3(q).head[7] == mode
-    assert h < size < 1.015 * h
-    assert size < 0.97 * len(CTX2.encode(q.reshape(-1), matrix_info(q)))
+    blob = roundtrip(q)
+    assert centre_mode(blob) == mode
+    assert h < len(blob) < 1.015 * h
+    assert len(blob) < 0.97 * len(no_centres_blob(q))
 
 
 def test_no_cost_without_offsets():
-    """A matrix with no offsets: no centres, and at most 6 B over rans-ctx2 (three header integers)."""
+    """A matrix with no offsets: no centres, and exactly the blob of the model without centres."""
     for bits in (6, 8):
         q = weight_like_matrix(4, 512, 512, bits=bits)
-        assert fit_model3(q).head[7] == 0
-        assert len(roundtrip(q)) <= len(CTX2.encode(q.reshape(-1), matrix_info(q))) + 6
+        blob = roundtrip(q)
+        assert centre_mode(blob) == 0
+        assert blob == no_centres_blob(q)
+
+
+def test_never_larger_than_without_centres():
+    """Centres are kept only when they make the blob smaller (the encoder codes both)."""
+    for seed in range(4):
+        q, _ = offset_matrix(20 + seed, 48, 40, sigma=1.5 + seed, col_sd=0.3 * seed, row_sd=0.2 * seed)
+        assert len(roundtrip(q)) <= len(no_centres_blob(q))
 
 
 def hostile(k=1, r=4, c=4, tail=0, mode=0, elo=6, ea=7, side=(1, 0, 16, 3, 1, 0, 16, 3), centres=(),
             lanes=1, nwords=0, sb=15, us=(16,)):
-    blob = leb128(sb, 3, k, r, c, 0, tail, mode, elo, ea, *us, *side, *centres)
+    blob = leb128(sb, 3 | mode << 3, k, r, c, 0, tail, *((elo, ea) if mode else ()), *us, *side, *centres)
     blob += leb128(lanes, nwords) + b"\0\0\1\0" * lanes + b"\0\0" * nwords
     return bytes(blob)
 
@@ -109,8 +130,8 @@ HOSTILE = [
     ({"sb": 30}, "scale bits"),
     ({"r": 5}, "matrix"),
     ({"mode": 4}, "centre mode"),
-    ({"ea": 0}, "residual values"),
-    ({"ea": 1 << 30}, "residual values"),
+    ({"mode": 1, "ea": 0}, "residual values"),
+    ({"mode": 2, "ea": 1 << 30}, "residual values"),
     ({"side": (1 << 40, 0, 16, 3, 1, 0, 16, 3)}, "side table"),
     ({"mode": 1, "centres": (0, 1 << 40, 0, 16, 3)}, "side table"),
     ({"mode": 2, "centres": (0, 4, 4, 16, 3)}, "side table"),
@@ -124,23 +145,24 @@ HOSTILE = [
 @pytest.mark.parametrize("kwargs,match", HOSTILE)
 def test_hostile_headers_raise(kwargs, match):
     with pytest.raises(CodecError, match=match):
-        CTX3.decode(hostile(**kwargs), StreamInfo("int8", 16, -3, 3))
+        CTX.decode(hostile(**kwargs), StreamInfo("int8", 16, -3, 3))
 
 
 def test_codes_outside_the_declared_range_are_refused():
     q, _ = offset_matrix(12, 64, 64)
-    blob = CTX3.encode(q.reshape(-1), matrix_info(q))
+    blob = CTX.encode(q.reshape(-1), matrix_info(q))
     lo, hi = int(q.min()), int(q.max())
     with pytest.raises(CodecError, match="outside the declared range"):
-        CTX3.decode(blob, StreamInfo("int8", q.size, lo + 1, hi))
+        CTX.decode(blob, StreamInfo("int8", q.size, lo + 1, hi))
 
 
 def test_lying_lengths_fail_before_allocating():
     info = StreamInfo("int8", 10**9, -3, 3)
-    blob = leb128(15, 3, 1, 10**5, 10**4, 0, 0, 3, 6, 7, 16, 1, 0, 16, 3, 1, 0, 16, 3, 0, 1, 0, 16, 3, 0, 1, 0, 16, 3)
+    blob = leb128(15, 3 | 3 << 3, 1, 10**5, 10**4, 0, 0, 6, 7, 16, 1, 0, 16, 3, 1, 0, 16, 3, 0, 1, 0, 16, 3, 0, 1, 0,
+                  16, 3)
     blob += leb128(4096, 10**12) + b"\0" * 64
-    assert_refused_before_allocating(CTX3, bytes(blob), info)
+    assert_refused_before_allocating(CTX, bytes(blob), info)
 
 
 def test_truncated_and_flipped_blobs():
-    assert_corruption_detected(CTX3, offset_matrix(7, 64, 64, row_sd=1.0)[0])
+    assert_corruption_detected(CTX, offset_matrix(7, 64, 64, row_sd=1.0)[0])
