@@ -35,8 +35,9 @@ from torch import nn
 
 from pgcompress.errors import MethodError
 from pgcompress.quant import grid as G
-from pgcompress.quant.intn import MethodName, parse_name
+from pgcompress.quant.base import Method
 from pgcompress.quant.policy import MethodSpec, method_for
+from pgcompress.registry import get_method
 
 _FLOAT_CASTS = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -46,11 +47,9 @@ _FLOAT_CASTS = {"fp16": torch.float16, "bf16": torch.bfloat16}
 def qparams(w: torch.Tensor, method: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Eager qparams of weight w for an RTN-family method, broadcastable over w's grid view:
     (scale [R, 1] fp32, zero [R, 1] int32 or None)."""
-    from pgcompress.quant.rtn import qparams_for
-
-    spec = _spec(method)
-    rows = G.to_rows(G.as_matrix(w.detach().float()), spec.group)
-    qp, _ = qparams_for(spec, rows)
+    m = _grid_method(method)
+    rows = G.to_rows(G.as_matrix(w.detach().float()), m.grid.group_size)
+    qp, _ = m.row_qparams(rows)
     return qp.scale[:, None], None if qp.zero is None else qp.zero[:, None]
 
 
@@ -80,11 +79,10 @@ def fake_quant(w: torch.Tensor, method: str) -> torch.Tensor:
         return _Cast.apply(w, _FLOAT_CASTS[method])
     if method == "int8-ref":
         return _Int8Ref.apply(w)
-    spec = _spec(method)
+    grid = _grid_method(method).grid
     if _on_kernel(w):
         return _KernelFakeQuant.apply(w, method)
     scale, zero = qparams(w, method)
-    grid = spec.grid
     return _FakeQuant.apply(w, scale, zero, grid.qmin, grid.qmax, grid.group_size)
 
 
@@ -104,14 +102,14 @@ class _KernelFakeQuant(torch.autograd.Function):
     def forward(ctx, w, method):
         from pgcompress.kernels.fake_quant import absmax_fake_quant_rows, fake_quant_rows
 
-        spec = _spec(method)
-        rows = G.to_rows(G.as_matrix(w.detach()), spec.group)
-        if spec.algo == "rtn":
-            out = absmax_fake_quant_rows(rows, spec.grid, backend="triton")[0]
+        m = _grid_method(method)
+        rows = G.to_rows(G.as_matrix(w.detach()), m.grid.group_size)
+        if m.absmax_rows:
+            out = absmax_fake_quant_rows(rows, m.grid, backend="triton")[0]
         else:
             scale, zero = qparams(w, method)
-            out = fake_quant_rows(rows, scale[:, 0], None if zero is None else zero[:, 0], spec.grid.qmin,
-                                  spec.grid.qmax, backend="triton")
+            out = fake_quant_rows(rows, scale[:, 0], None if zero is None else zero[:, 0], m.grid.qmin,
+                                  m.grid.qmax, backend="triton")
         return out.reshape(w.shape)
 
     @staticmethod
@@ -157,15 +155,20 @@ class _Int8Ref(torch.autograd.Function):
         return grad
 
 
-def _spec(method: str) -> MethodName:
-    if method.startswith("int") and "-gptq" in method or "+lqer" in method:
+def _grid_method(method: str) -> Method:
+    """The method, if QAT can reproduce it on the grid: its qparams come from the weight alone
+    (``row_qparams``) and no correction is fitted to the final error."""
+    try:
+        m = get_method(method)
+    except MethodError:
+        m = None
+    if m is not None and m.grid is not None and m.row_qparams is not None and not m.lqer_rank:
+        return m
+    if m is not None and m.wants_hessians:
         raise MethodError(f"QAT cannot reproduce {method!r} (a post-training method: it needs a Hessian or "
                           "the final error); train with the matching RTN grid, e.g. int6-sdclip or int6-clip")
-    try:
-        return parse_name(method)
-    except MethodError:
-        raise MethodError(f"QAT supports int{{N}}-rtn/clip/sdclip/pct (+ grid modifiers), int8-ref, fp16, bf16, "
-                          f"fp32 and raw; not {method!r}") from None
+    raise MethodError(f"QAT supports int{{N}}-rtn/clip/sdclip/pct (+ grid modifiers), int8-ref, fp16, bf16, "
+                      f"fp32 and raw; not {method!r}")
 
 
 class QATLinear:

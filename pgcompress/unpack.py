@@ -29,10 +29,11 @@ REGISTRY_METHODS = _RegistryMethods()
 
 
 class _DeviceMethods(_RegistryMethods):
-    """As the registry, but integer-grid tensors (no LQER) are dequantized on ``device``: their codes
-    travel bit-packed (b bits a code, ``kernels.packing``) and ``kernels.dequant_packed`` expands
-    them there (Triton on CUDA, its torch reference elsewhere; bit-exact with the grid either way).
-    Everything else is dequantized as usual and moved."""
+    """As the registry, but tensors of methods stored on the shared integer grid (``method.grid``),
+    without an LQER correction, are dequantized on ``device``: their codes travel bit-packed (b bits
+    a code, ``kernels.packing``) and ``kernels.dequant_packed`` expands them there (Triton on CUDA,
+    its torch reference elsewhere; bit-exact with the grid either way). Everything else is
+    dequantized as usual and moved."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -41,16 +42,13 @@ class _DeviceMethods(_RegistryMethods):
         fn = super().get(name)
         if fn is None:
             return None
+        on_grid = get_method(name).grid is not None
 
         def on_device(m, params, streams, shape, dtype):
-            if _packable(m, params):
+            if on_grid and "lqer_rank" not in params:  # the stored params, not the name, say if LQER is there
                 return _grid_on_device(m, params, streams, tuple(shape), dtype, self.device)
             return fn(m, params, streams, shape, dtype).to(self.device)
         return on_device
-
-
-def _packable(method: str, params: dict) -> bool:
-    return method.startswith("int") and method[3:4].isdigit() and "lqer_rank" not in params and "bits" in params
 
 
 def _grid_on_device(method, params, streams, shape, dtype, device):

@@ -81,6 +81,10 @@ class TensorKind:
 
 
 class Method:
+    """A quantization method. Callers ask it what it is through these attributes, never by parsing
+    its name: a new method sets the ones that apply and registers one name pattern
+    (``registry.register_method``)."""
+
     name: str = ""
     needs_hessians: bool = False  # True: quantize() raises without a Hessian for the tensor
     wants_hessians: bool = False  # True: uses a Hessian when there is one (needs_hessians implies it)
@@ -88,6 +92,18 @@ class Method:
     # The plain function (method, params, streams, shape, dtype) -> tensor that dequantize runs after
     # validating; torch/numpy only, so the submission decoder copies it. None: not submittable.
     decode_fn = None
+    # The shared integer grid (``grid.Grid``: bits, symmetric, group size, scale dtype) its codes are
+    # stored on, in the intN stored form (``intn.grid_dequantize``; unpack can then expand bit-packed
+    # codes on a device). None: another stored form.
+    grid = None
+    # Rank of the LQER correction it adds: 0 none, though the family has a ``+lqer`` variant
+    # (``quantize.lqer_targets`` may offer one); None: the family takes no correction.
+    lqer_rank: int | None = None
+    # (rows [R, L], a weight's grid view) -> (grid.QParams, params recorded): the qparams it derives
+    # from the weight alone, which QAT's fake-quant reproduces. None: its codes need more (a Hessian).
+    row_qparams = None
+    # row_qparams is each row's absmax (QAT's Triton kernel then computes the scales itself)
+    absmax_rows: bool = False
 
     def quantize(self, name: str, w: torch.Tensor, ctx: QuantContext) -> Encoded:
         raise NotImplementedError

@@ -118,6 +118,14 @@ class GridMethod(Method):
         self.spec = parse_name(name)
 
     @property
+    def grid(self) -> G.Grid:
+        return self.spec.grid
+
+    @property
+    def lqer_rank(self) -> int:
+        return self.spec.lqer_rank
+
+    @property
     def wants_hessians(self) -> bool:
         return self.needs_hessians or bool(self.spec.lqer_rank)
 
@@ -131,7 +139,7 @@ class GridMethod(Method):
         W = G.as_matrix(w.detach().to("cpu", torch.float32))
         G.to_rows(W, self.spec.group)  # fails early, naming the tensor's shape, if groups do not fit
         codes, qp, extra = self._codes(name, W, ctx)
-        grid = self.spec.grid
+        grid = self.grid
         params = {"bits": grid.bits, "sym": grid.symmetric, "group": grid.group_size,
                   "scale_dtype": grid.scale_dtype, **extra}
         # codes stay [out, in]: matrix streams let the rans-ctx2 codec model rows and columns
@@ -148,7 +156,7 @@ class GridMethod(Method):
     def _codes(self, name: str, W: torch.Tensor, ctx: QuantContext):
         if ctx.memo is None:
             return self.quantize_matrix(name, W, ctx)
-        key = (name, self.name.split("+")[0])
+        key = (name, replace(self.spec, lqer_rank=0, lqer_bits=0))  # the codes' spec: +lqer variants share it
         if key not in ctx.memo:
             ctx.memo[key] = self.quantize_matrix(name, W, ctx)
         return ctx.memo[key]

@@ -95,11 +95,11 @@ def lqer_targets(state_dict: dict[str, torch.Tensor], method: str, hessians: dic
     plan = plan_methods(state_dict, spec)
     scores = {}
     for name, m in plan.items():
-        if name not in hessians or not m.startswith("int") or "+lqer" in m or m == "int8-ref":
+        meth = get_method(m)
+        if name not in hessians or meth.lqer_rank != 0:  # None: its family takes no correction
             continue
         t = state_dict[name]
         W = as_matrix(t.float())
-        meth = get_method(m)
         W_hat = as_matrix(meth.dequantize(meth.quantize(name, t, QuantContext(hessians)), tuple(t.shape), torch.float32))
         E, H = W - W_hat, hessians[name].double()
         f = lqer.fit(E, hessians[name], rank, bits)

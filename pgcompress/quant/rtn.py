@@ -40,10 +40,17 @@ def fake_quant_matrix(spec: MethodName, W: torch.Tensor) -> torch.Tensor:
 
 
 class RTN(GridMethod):
+    def row_qparams(self, rows: torch.Tensor) -> tuple[G.QParams, dict]:
+        return qparams_for(self.spec, rows)
+
+    @property
+    def absmax_rows(self) -> bool:
+        return self.spec.algo == "rtn"
+
     def quantize_matrix(self, name: str, W: torch.Tensor, ctx: QuantContext):
         rows = G.to_rows(W, self.spec.group)  # [R, L]
-        qp, extra = qparams_for(self.spec, rows)
-        return G.quantize_rows(rows, qp, self.spec.grid).reshape(W.shape), qp, extra
+        qp, extra = self.row_qparams(rows)
+        return G.quantize_rows(rows, qp, self.grid).reshape(W.shape), qp, extra
 
 
 GROUP_CANDIDATE = 64
