@@ -53,16 +53,8 @@ CKPT = REPO.parent / "shared" / "data" / "checkpoints" / "ref_sp1024_9x512.pt"
 SMALL = 65536
 
 
-@dataclasses.dataclass(frozen=True)
-class _ShapedInfo(StreamInfo):
-    shape: tuple | None = None
-
-
 def matrix_info(q: np.ndarray) -> StreamInfo:
-    base = stream_info_for(q.reshape(-1))
-    if "shape" in {f.name for f in dataclasses.fields(StreamInfo)}:
-        return dataclasses.replace(base, shape=tuple(q.shape))
-    return _ShapedInfo(base.dtype, base.count, base.lo, base.hi, tuple(q.shape))
+    return dataclasses.replace(stream_info_for(q.reshape(-1)), shape=tuple(q.shape))
 
 
 def rtn_rows(w: torch.Tensor, bits: int) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,8 @@ def pytest_configure(config):
             where = Path(importlib.import_module(f"pgcompress.{sub}").__file__).resolve().parent
         except ModuleNotFoundError:
             raise pytest.UsageError(f"pgcompress.{sub} is not importable (pgcompress is {pkg}): install the "
-                                    "checkout under test, pip install -e '.[dev]'") from None
+                                    "checkout under test, pip install -e '.[dev]' (with a non-editable install, "
+                                    "run `pytest`: `python -m pytest` puts the checkout's pgcompress/ first)") from None
         if where not in (pkg / sub, pkg.parent / sub):
             raise pytest.UsageError(f"pgcompress is {pkg} but pgcompress.{sub} is {where}: install the checkout "
                                     "under test (pip install -e '.[dev]') instead of pointing PYTHONPATH at it")
