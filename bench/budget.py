@@ -2,7 +2,7 @@
 methods and int8-ref, the reference-size point, the proxy's rank correlation, solver time as a
 ratio to one uniform int6 GPTQ pack (same run), and a ~24M-parameter model trained briefly here.
 
-Writes bench/results/budget.{md,json,png}. Usage: python bench/budget.py [--quick]
+Writes bench/results/budget.{md,json,png}. Usage: python -m bench.budget [--quick]
 (--quick: fewer budgets and eval tokens, no 24M model; for a 2-core CPU smoke run).
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -19,15 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_description  # noqa: E402
+from bench.machine import machine_description
 
-import pgcompress  # noqa: E402
-from pgcompress.budget import pack_to_budget, prepare  # noqa: E402
-from pgcompress.budget.noise import NoiseFloor, nudged_copies  # noqa: E402
-from pgcompress.budget.sweep import plot_sweep, rows_markdown, run_sweep  # noqa: E402
-from pgcompress.eval.runner import EvalOptions, run  # noqa: E402
-from pgcompress.quant.calibration import CalibConfig  # noqa: E402
+import pgcompress
+from pgcompress.budget import pack_to_budget, prepare
+from pgcompress.budget.noise import NoiseFloor, nudged_copies
+from pgcompress.budget.sweep import plot_sweep, rows_markdown, run_sweep
+from pgcompress.eval.runner import EvalOptions, run
+from pgcompress.quant.calibration import CalibConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -138,7 +136,7 @@ def timing_only() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "budget_time.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
     (RESULTS / "budget_time.md").write_text("\n".join([
-        "# Budget solver time vs one uniform int6 GPTQ pack (`python bench/budget.py --timing-only`)", "",
+        "# Budget solver time vs one uniform int6 GPTQ pack (`python -m bench.budget --timing-only`)", "",
         f"Machine: {machine}.", "",
         f"- uniform int6 GPTQ pack, end to end (64 x 1024 shard calibration + GPTQ + coding): {uniform_s:.0f} s",
         f"- solver: calibration with gradients + candidate table {prepare_s:.0f} s; allocation, writing and "
@@ -378,7 +376,7 @@ def write_markdown(out, rows, machine) -> None:
                       "random-init 24M test, tests/test_budget_cli.py, checks headroom < 0.1% at both budgets.)"]
     lines += ["", "Candidates: bench/results/budget_candidates.md measures which extra candidates pay for themselves "
               "(LQER rank 16 and 64-column GPTQ groups did not).", "",
-              "GPU: not measured here (no GPU lent to this task).", "", "Re-run: `python bench/budget.py`."]
+              "GPU: not measured here (no GPU lent to this task).", "", "Re-run: `python -m bench.budget`."]
     (RESULTS / "budget.md").write_text("\n".join(lines) + "\n")
 
 

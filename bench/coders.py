@@ -7,13 +7,15 @@ For each: generic codecs on the raw payload, the records' byte-shuffle + brotli-
 (when installed), and pgcompress's per-stream coding (codes with rans / rans-ctx, scales and
 passthrough with the best submittable byte codec), plus order-0 entropies and coder timings.
 
-    python bench/coders.py [--ckpt PATH] [--payloads int8-ref,int6] [--no-slow]
+    python -m bench.coders [--ckpt PATH] [--payloads int8-ref,int6] [--no-slow]
       -> bench/results/coders.md / .json
 
 ``--code-sets int8-ref,int6-sdclip,int6-gptq`` instead compares coders on the code matrices alone
-(the library's own quantizers; GPTQ calibrated on 64 train sequences): context-model entropies
-(theory), generic compressors row-major and column-major, ZPAQ, DeepCABAC, and pgcompress's coders;
-the result is added to coders.json and coders.md as a section of its own.
+(the library's own quantizers; GPTQ calibrated on 64 train sequences; bench/code_sets.py): generic
+compressors row-major and column-major, ZPAQ, DeepCABAC, and pgcompress's coders; the result is
+added to coders.json and coders.md as a section of its own (``--brief-sets``: the same on a briefly
+trained record-shaped model). bench/studies/coders_codes.py runs the same comparison with the study
+rows added (context-model entropies, the records' pipeline, byte breakdowns).
 
 ``--artifacts int6-sdclip,int8-ref`` packs the shared checkpoint with each method (codec auto,
 submittable), generates its submission decoder and times ``decode(data)`` in a child process with one
@@ -43,25 +45,16 @@ from pgcompress.coding.choose import choose_codec
 from pgcompress.quant.int8_ref import quantize_rows
 from pgcompress.registry import get_codec
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_description  # noqa: E402
-import coders_codes  # noqa: E402
+from bench import code_sets
+from bench.machine import machine_description
 
 REPO = Path(__file__).resolve().parents[1]
 CKPT = REPO.parent / "shared" / "data" / "checkpoints" / "ref_sp1024_9x512.pt"
 SMALL = 65536
 
 
-@dataclasses.dataclass(frozen=True)
-class _ShapedInfo(StreamInfo):
-    shape: tuple | None = None
-
-
 def matrix_info(q: np.ndarray) -> StreamInfo:
-    base = stream_info_for(q.reshape(-1))
-    if "shape" in {f.name for f in dataclasses.fields(StreamInfo)}:
-        return dataclasses.replace(base, shape=tuple(q.shape))
-    return _ShapedInfo(base.dtype, base.count, base.lo, base.hi, tuple(q.shape))
+    return dataclasses.replace(stream_info_for(q.reshape(-1)), shape=tuple(q.shape))
 
 
 def rtn_rows(w: torch.Tensor, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -373,10 +366,10 @@ def write_md(results: dict, path: Path) -> None:
         if "code_sets_record_machine" in results:
             machine += (f" (records' pipeline and rans-ctx3 rows added with --add-record on: "
                         f"{results['code_sets_record_machine']})")
-        lines += [""] + coders_codes.markdown(results["code_sets"], machine)
+        lines += [""] + code_sets.markdown(results["code_sets"], machine)
     if "brief_sets" in results:
-        lines += [""] + coders_codes.brief_markdown(results["brief_sets"], results["brief_model"],
-                                                    results.get("brief_machine", "not recorded"))
+        lines += [""] + code_sets.brief_markdown(results["brief_sets"], results["brief_model"],
+                                                 results.get("brief_machine", "not recorded"))
     if "artifacts" in results:
         lines += [""] + artifacts_md(results["artifacts"], results.get("artifacts_machine", "not recorded"))
     if "artifacts_at_3072_codes_a_lane" in results:
@@ -404,17 +397,8 @@ def main() -> None:
     ap.add_argument("--code-sets", default=None,
                     help="compare coders on these code sets only (int8-ref,int6-sdclip,int6-gptq)")
     ap.add_argument("--cache", type=Path, default=None, help="directory to keep/reuse the quantized codes")
-    ap.add_argument("--add-deepcabac", action="store_true",
-                    help="with --code-sets: only re-measure DeepCABAC and rans-ctx's byte breakdown "
-                         "for the sets already in the JSON")
-    ap.add_argument("--add-pgcompress", action="store_true",
-                    help="with --code-sets: only re-measure pgcompress's coders (and their byte breakdowns) "
-                         "for the sets already in the JSON")
-    ap.add_argument("--add-record", action="store_true",
-                    help="with --code-sets: only add the records' per-group pipeline and rans-ctx3 "
-                         "to the sets already in the JSON")
     ap.add_argument("--brief-sets", default=None,
-                    help="the whole code-set comparison on a briefly trained record-shaped model's codes "
+                    help="the code-set comparison on a briefly trained record-shaped model's codes "
                          "(int6-sdclip,int8-ref,int6-gptq); trains it (~5 min) unless --cache holds it")
     ap.add_argument("--artifacts", default=None,
                     help="time the generated decoder on whole artifacts of these methods (int6-sdclip,int8-ref)")
@@ -431,30 +415,19 @@ def main() -> None:
     if args.brief_sets:
         path = args.out.with_suffix(".json")
         results = json.loads(path.read_text())
-        brief_sd, info = coders_codes.brief_model(args.cache)
+        brief_sd, info = code_sets.brief_model(args.cache)
         results["brief_machine"] = machine_description()
         results["brief_model"] = info
-        results["brief_sets"] = coders_codes.run(brief_sd, args.brief_sets.split(","),
-                                                 args.cache / "brief" if args.cache else None)
+        results["brief_sets"] = code_sets.compare(brief_sd, args.brief_sets.split(","),
+                                                  args.cache / "brief" if args.cache else None)
         path.write_text(json.dumps(results, indent=1, sort_keys=True))
         write_md(results, args.out.with_suffix(".md"))
         return
     if args.code_sets:
         path = args.out.with_suffix(".json")
         results = json.loads(path.read_text()) if path.exists() else {"machine": machine_description(), "payloads": {}}
-        if args.add_pgcompress:
-            results["code_sets_pgcompress_machine"] = machine_description()
-        elif not args.add_record:
-            results["code_sets_machine"] = machine_description()
-        if args.add_deepcabac:
-            coders_codes.add_deepcabac(results["code_sets"], sd, args.cache)
-        elif args.add_pgcompress:
-            coders_codes.add_pgcompress(results["code_sets"], sd, args.cache)
-        elif args.add_record:
-            results["code_sets_record_machine"] = machine_description()
-            coders_codes.add_record(results["code_sets"], sd, args.cache)
-        else:
-            results["code_sets"] = coders_codes.run(sd, args.code_sets.split(","), args.cache)
+        results["code_sets_machine"] = machine_description()
+        results["code_sets"] = code_sets.compare(sd, args.code_sets.split(","), args.cache)
         path.write_text(json.dumps(results, indent=1, sort_keys=True))
         write_md(results, args.out.with_suffix(".md"))
         return

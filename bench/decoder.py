@@ -5,14 +5,12 @@ records count code, then run it in a child process where pgcompress, zstandard a
 cannot be imported (a submission has only torch, numpy, brotli and the standard library), check
 that it returns `unpack`'s state dict bit for bit, and time `decode(data)` (best of 3, CPU).
 
-    python bench/decoder.py   -> bench/results/decoder.md / .json
+    python -m bench.decoder   -> bench/results/decoder.md / .json
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import time
 from pathlib import Path
 
 import torch
@@ -22,8 +20,7 @@ from pgcompress.submission.decoder import build_decoder
 from pgcompress.submission.isolated import run_isolated
 from pgcompress.submission.wrap import wrap_source
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_description  # noqa: E402
+from bench.machine import machine_description
 
 REPO = Path(__file__).resolve().parents[1]
 CKPT = REPO.parent / "shared" / "data" / "checkpoints" / "ref_sp1024_9x512.pt"

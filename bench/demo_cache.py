@@ -2,21 +2,19 @@
 
 Runs the demo with tiny settings twice in a fresh cache and times the second (cached) run.
 
-    python bench/demo_cache.py   -> bench/results/demo_cache.md
+    python -m bench.demo_cache   -> bench/results/demo_cache.md
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_description  # noqa: E402
+from bench.machine import machine_description
 
-from pgcompress.demo.run import DemoConfig, run_demo  # noqa: E402
-from pgcompress.demo.train import TrainConfig  # noqa: E402
+from pgcompress.demo.run import DemoConfig, run_demo
+from pgcompress.demo.train import TrainConfig
 
 
 def main() -> None:

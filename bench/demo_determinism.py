@@ -2,7 +2,7 @@
 once beside a CPU burner on every core. Both must print the same model (hash of the trained
 weights), the same artifact bytes (sha256 of every file scored) and the same val_bpb.
 
-    python bench/demo_determinism.py   -> bench/results/demo_determinism.{md,json}
+    python -m bench.demo_determinism   -> bench/results/demo_determinism.{md,json}
 
 Exits 1 if the two runs differ (after writing the results). The "quiet" run's wall time is the
 demo's cold-start time; the load average before each run says how quiet the machine really was.
@@ -19,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_description  # noqa: E402
+from bench.machine import machine_description
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BURN = "while True:\n    pass\n"

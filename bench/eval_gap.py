@@ -1,7 +1,7 @@
 """`pgc eval` on the shared checkpoint and its int8-ref artifact (CPU, first 65,536 targets),
 against the reference numbers in ../shared/data/README.md (the challenge's own code, CPU, bf16).
 
-Writes bench/results/eval_gap.{md,json}. Usage: python bench/eval_gap.py [--max-tokens 65536]
+Writes bench/results/eval_gap.{md,json}. Usage: python -m bench.eval_gap [--max-tokens 65536]
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_description  # noqa: E402
+from bench.machine import machine_description
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -68,7 +67,7 @@ def main() -> None:
         f"eval_time: raw {raw['eval_ms'] / 1000:.1f} s, artifact {q['eval_ms'] / 1000:.1f} s. Machine: {machine_description()}.",
         "Same weights after dequantization as the reference's int8 export, so the same bpb; the bytes",
         "differ because pgcompress's container and codecs replace torch.save + zlib.",
-        "Re-run: `python bench/eval_gap.py`.",
+        "Re-run: `python -m bench.eval_gap`.",
     ]
     (RESULTS / "eval_gap.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -1,7 +1,7 @@
 """Eval throughput of the built-in reference model (default size, seq_len 1024, bf16 rules).
 
 Writes bench/results/eval_throughput.{md,json}. Usage:
-    python bench/eval_throughput.py [--seqs 16] [--device cpu|cuda]
+    python -m bench.eval_throughput [--seqs 16] [--device cpu|cuda]
 CPU always; CUDA when a GPU is present (otherwise the report says it was not measured).
 """
 
@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -21,8 +20,7 @@ from pgcompress.eval.byte_tables import ByteTables
 from pgcompress.eval.loop import LoopConfig, evaluate
 from pgcompress.eval.model import GPT, GPTConfig, apply_reference_dtypes, count_params
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import cpu_name  # noqa: E402
+from bench.machine import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FULL_VAL_TOKENS = 63_779_840  # official validation set, sp1024
@@ -91,7 +89,7 @@ def main() -> None:
         "",
         "Standard eval (non-overlapping windows), one process, batches of up to 64 sequences as the",
         "reference uses per rank. Reference on 8xH100: about 1.4 s for the full validation set",
-        "(so about 11 s on one H100). Re-run: `python bench/eval_throughput.py`.",
+        "(so about 11 s on one H100). Re-run: `python -m bench.eval_throughput`.",
     ]
     (RESULTS / "eval_throughput.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -1,7 +1,7 @@
 """int6 GPTQ pack of the shared checkpoint on CPU: time (calibration, GPTQ, codecs), peak memory,
 and the Hessian-weighted error tr((W - W_hat) H (W - W_hat)^T) of GPTQ vs plain RTN per tensor.
 
-Writes bench/results/gptq_time.{md,json}. Usage: python bench/gptq_time.py [--calib-seqs 64]
+Writes bench/results/gptq_time.{md,json}. Usage: python -m bench.gptq_time [--calib-seqs 64]
 """
 
 from __future__ import annotations
@@ -9,22 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-from machine import machine_description  # noqa: E402
+from bench.machine import machine_description
 
-from pgcompress.pack import pack_report  # noqa: E402
-from pgcompress.quant.base import QuantContext  # noqa: E402
-from pgcompress.quant.calibration import CalibConfig, calibrate  # noqa: E402
-from pgcompress.quant.gptq import hessian_error  # noqa: E402
-from pgcompress.quant.policy import MethodSpec, plan_methods  # noqa: E402
-from pgcompress.registry import get_method  # noqa: E402
+from pgcompress.pack import pack_report
+from pgcompress.quant.base import QuantContext
+from pgcompress.quant.calibration import CalibConfig, calibrate
+from pgcompress.quant.gptq import hessian_error
+from pgcompress.quant.policy import MethodSpec, plan_methods
+from pgcompress.registry import get_method
+
+REPO = Path(__file__).resolve().parents[1]
 
 DATA = REPO.parent / "shared" / "data"
 CKPT = DATA / "checkpoints" / "ref_sp1024_9x512.pt"
@@ -92,7 +91,7 @@ def main() -> None:
     ]
     for r in rows:
         lines.append(f"| {r['tensor']} | {r['shape'][0]}x{r['shape'][1]} | {r['rtn']:.4g} | {r['gptq']:.4g} | {r['ratio']:.3f} |")
-    lines += ["", "Re-run: `python bench/gptq_time.py`."]
+    lines += ["", "Re-run: `python -m bench.gptq_time`."]
     (RESULTS / "gptq_time.md").write_text("\n".join(lines) + "\n")
 
 

@@ -4,7 +4,7 @@ The reference pickles its int8 dict with torch.save and compresses it with zlib-
 stores the same integer codes and fp16 scales (tests/test_quant_int8_ref.py shows the
 roundtrip is bit-identical) in its own container with a codec chosen per stream.
 
-    python bench/int8_ref_size.py [--ckpt PATH]   -> bench/results/int8_ref_size.md / .json
+    python -m bench.int8_ref_size [--ckpt PATH]   -> bench/results/int8_ref_size.md / .json
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -24,8 +23,7 @@ from pgcompress.quant.base import QuantContext
 from pgcompress.quant.policy import MethodSpec, plan_methods
 from pgcompress.registry import get_method
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_description  # noqa: E402
+from bench.machine import machine_description
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CKPT = REPO.parent / "shared" / "data" / "checkpoints" / "ref_sp1024_9x512.pt"

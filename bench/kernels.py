@@ -5,7 +5,7 @@ shapes; and the QAT step-time overhead of fake-quant on the reference model (no 
 fake-quant, torch.compile'd fake-quant, the Triton kernel), as ratios from the same run.
 
 Writes bench/results/kernels.{md,json} (or --out DIR). Usage:
-    python bench/kernels.py [--out DIR] [--quick]
+    python -m bench.kernels [--out DIR] [--quick]
 On CUDA it runs the Triton kernels. Without a GPU it times only the pure-torch references, on
 the CPU, at the model's shapes, and writes "not measured here" for every GPU row.
 """
@@ -13,24 +13,24 @@ the CPU, at the model's shapes, and writes "not measured here" for every GPU row
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-from machine import machine_description  # noqa: E402
+from bench.machine import machine_description
 
-from pgcompress.kernels import dequant as DQ  # noqa: E402
-from pgcompress.kernels import fake_quant as FQ  # noqa: E402
-from pgcompress.kernels import qlinear as QL  # noqa: E402
-from pgcompress.kernels.packing import pack_codes  # noqa: E402
-from pgcompress.quant import clipping  # noqa: E402
-from pgcompress.quant import grid as G  # noqa: E402
+from pgcompress.kernels import dequant as DQ
+from pgcompress.kernels import fake_quant as FQ
+from pgcompress.kernels import qlinear as QL
+from pgcompress.kernels.packing import pack_codes
+from pgcompress.quant import clipping
+from pgcompress.quant import grid as G
+
+REPO = Path(__file__).resolve().parents[1]
 
 NOT_HERE = "not measured here (no GPU lent to this task)"
 LARGE = ("large 8192x8192", 8192, 8192)
@@ -134,7 +134,7 @@ def qat_overhead(device, steps: int, seqs: int, method: str):
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randint(0, V, (seqs, T), device=device, generator=g)
     y = torch.randint(0, V, (seqs, T), device=device, generator=g)
-    eager_fq, on_kernel = qat.fake_quant, qat._on_kernel
+    eager_fq = qat.fake_quant
     for knob in ("cache_size_limit", "recompile_limit"):  # one graph per (weight shape, method), not 8 at most
         if hasattr(torch._dynamo.config, knob):
             setattr(torch._dynamo.config, knob, 64)
@@ -148,8 +148,8 @@ def qat_overhead(device, steps: int, seqs: int, method: str):
             model = apply_reference_dtypes(GPT(GPTConfig())).to(device)
             if how:
                 qat.prepare_qat(model, method, embeddings=True)
-            qat._on_kernel = (lambda w: False) if how in ("torch", "compiled") else on_kernel
             qat.fake_quant = compiled_fq if how == "compiled" else eager_fq
+            torch_only = qat.torch_fake_quant() if how in ("torch", "compiled") else contextlib.nullcontext()
             opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
             def step():
@@ -160,11 +160,12 @@ def qat_overhead(device, steps: int, seqs: int, method: str):
                 opt.step()
 
             try:
-                out[name] = bench(step, device, steps, warmup=3)
+                with torch_only:
+                    out[name] = bench(step, device, steps, warmup=3)
             except Exception as e:  # one failing variant (say, a compile error) must not lose the others
                 out[name] = f"failed: {type(e).__name__}: {str(e)[:200]}"
     finally:
-        qat.fake_quant, qat._on_kernel = eager_fq, on_kernel
+        qat.fake_quant = eager_fq
     base = out["no fake-quant"]
     return {k: ({"step_seconds": v, "ratio_to_no_fake_quant": v / base} if isinstance(v, float) and isinstance(base, float)
                 else {"error": str(v)}) for k, v in out.items()}
@@ -194,7 +195,7 @@ def main() -> None:
         res["dequant"] = dequant_rows(device, False, MODEL_SHAPES[:1] + MODEL_SHAPES[2:3], reps, copy)
         res["fake_quant"] = fake_quant_rows(device, False, MODEL_SHAPES[2:3], reps, copy)
         res["qlinear"] = qlinear_rows(device, False, reps, 1024)
-    check = args.out / "gpu_kernels_check.json"  # bench/gpu_kernels_check.py, run first by gpu_check.sh
+    check = args.out / "gpu_kernels_check.json"  # bench/gpu/kernels_check.py, run first by gpu_check.sh
     if cuda and check.exists():
         c = json.loads(check.read_text())
         res["gpu_correctness"] = {k: c[k] for k in ("checks", "passed", "failed_required")}
@@ -213,11 +214,11 @@ def report(r: dict) -> list[str]:
     c = r.get("gpu_correctness")
     lines += ["Correctness: CI compares every kernel with its `_ref` under Triton's interpreter on the CPU "
               "(tests/test_kernels_*.py; bit-exact for fake-quant and dequant). Compiled on this GPU "
-              f"(bench/gpu_kernels_check.py): {c['passed']}/{c['checks']} checks passed, {c['failed_required']} "
+              f"(bench/gpu/kernels_check.py): {c['passed']}/{c['checks']} checks passed, {c['failed_required']} "
               "required bit-exact checks failed." if c else
               "Correctness: CI compares every kernel with its `_ref` under Triton's interpreter on the CPU "
               "(tests/test_kernels_*.py; bit-exact for fake-quant and dequant). The compiled kernels on a GPU "
-              f"(bench/gpu_kernels_check.py): {NOT_HERE}.", ""]
+              f"(bench/gpu/kernels_check.py): {NOT_HERE}.", ""]
     if not cuda:
         lines += [f"CPU timings use {r['torch_threads']} torch thread(s) on a machine shared with other jobs (load "
                   "average above): upper bounds, for scale only; they time the references, which are the spec, not "
@@ -252,7 +253,7 @@ def report(r: dict) -> list[str]:
                 lines.append(f"| {k} | {v['step_seconds'] * 1e3:.1f} ms | {v['ratio_to_no_fake_quant']:.3f} |")
     else:
         lines.append(f"No fake-quant / torch / torch.compile'd / Triton step times and ratios: {NOT_HERE}.")
-    lines += ["", "Re-run: `python bench/kernels.py` (GPU: `bash bench/gpu_check.sh`)."]
+    lines += ["", "Re-run: `python -m bench.kernels` (GPU: `bash bench/gpu_check.sh`)."]
     return lines
 
 

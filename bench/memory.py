@@ -5,7 +5,7 @@ The model: ``GPT(GPTConfig(num_layers=10, mlp_hidden=1536))`` (10 layers, dim 51
 process calibrated on the shared train shards (or ``--selfgen N``); the figure is the child's peak
 resident set size (ru_maxrss), which must stay under 4 GB.
 
-    python bench/memory.py [--seqs 16] [--selfgen N]   -> bench/results/memory.md / .json
+    python -m bench.memory [--seqs 16] [--selfgen N]   -> bench/results/memory.md / .json
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
+from bench.machine import machine_description
+
+from pgcompress.eval.model import GPT, GPTConfig, count_params
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-sys.path.insert(0, str(BENCH))
-from machine import machine_description  # noqa: E402
-
-from pgcompress.eval.model import GPT, GPTConfig, count_params  # noqa: E402
 
 SHARDS = REPO.parent / "shared" / "data" / "sp1024" / "fineweb_train_*.bin"
 LIMIT_GB = 4.0

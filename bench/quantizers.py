@@ -7,32 +7,31 @@ GPTQ is calibrated on the shared train shard (or self-generated text) once per s
 Hessians are cached in --cache.
 
 Writes bench/results/quantizers.{md,json,png}; resumable (configs already in the JSON are kept).
-Usage: python bench/quantizers.py [--only LABEL ...] [--calib-seqs 64]
+Usage: python -m bench.quantizers [--only LABEL ...] [--calib-seqs 64]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-from machine import machine_description  # noqa: E402
+from bench.machine import machine_description
 
-from pgcompress.errors import FormatError  # noqa: E402
-from pgcompress.eval.byte_tables import build_byte_tables, load_tokenizer  # noqa: E402
-from pgcompress.eval.loop import LoopConfig, evaluate  # noqa: E402
-from pgcompress.eval.model import build_model  # noqa: E402
-from pgcompress.eval.shards import load_val_tokens  # noqa: E402
-from pgcompress.pack import pack_report  # noqa: E402
-from pgcompress.quant.base import QuantContext  # noqa: E402
-from pgcompress.quant.calibration import CalibConfig, calibrate  # noqa: E402
-from pgcompress.unpack import unpack  # noqa: E402
+from pgcompress.errors import FormatError
+from pgcompress.eval.byte_tables import build_byte_tables, load_tokenizer
+from pgcompress.eval.loop import LoopConfig, evaluate
+from pgcompress.eval.model import build_model
+from pgcompress.eval.shards import load_val_tokens
+from pgcompress.pack import pack_report
+from pgcompress.quant.base import QuantContext
+from pgcompress.quant.calibration import CalibConfig, calibrate
+from pgcompress.unpack import unpack
+
+REPO = Path(__file__).resolve().parents[1]
 
 DATA = REPO.parent / "shared" / "data"
 CKPT = DATA / "checkpoints" / "ref_sp1024_9x512.pt"
@@ -174,7 +173,7 @@ def write_report(results: dict) -> None:
             lines.append(f"- int{b}: GPTQ gap {gptq['gap']:+.6f} vs RTN {rtn['gap']:+.6f}: ratio {ratio:.2f} "
                          f"({'met' if ratio <= 0.5 else 'NOT met'})")
     lines += ["", "GPU: not measured here (no GPU lent this session).", "",
-              "Re-run: `python bench/quantizers.py` (add `--only LABEL` to redo one row)."]
+              "Re-run: `python -m bench.quantizers` (add `--only LABEL` to redo one row)."]
     (RESULTS / "quantizers.md").write_text("\n".join(lines) + "\n")
     plot(rows)
 

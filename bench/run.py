@@ -1,6 +1,6 @@
 """One command for the whole report: bench/results/REPORT.md and its PNGs, from the shared data.
 
-    python bench/run.py [--quick]
+    python -m bench.run [--quick]
 
 Measured in this run, on this machine (named in the report), on the shared 17M-parameter
 checkpoint and the first --max-tokens targets of its val shard:
@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -33,18 +32,17 @@ from pathlib import Path
 import torch
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-from coders import generic_sizes, payload  # noqa: E402
-from int8_ref_size import reference_file_bytes  # noqa: E402
-from machine import machine_description  # noqa: E402
+from bench.coders import generic_sizes, payload
+from bench.int8_ref_size import reference_file_bytes
+from bench.machine import machine_description
 
-import pgcompress  # noqa: E402
-from pgcompress.budget import prepare  # noqa: E402
-from pgcompress.budget.sweep import SweepRow, plot_sweep, run_sweep  # noqa: E402
-from pgcompress.eval.runner import EvalOptions  # noqa: E402
-from pgcompress.quant.calibration import CalibConfig  # noqa: E402
-from pgcompress.submission.decoder import build_decoder  # noqa: E402
-from pgcompress.submission.isolated import run_isolated  # noqa: E402
+import pgcompress
+from pgcompress.budget import prepare
+from pgcompress.budget.sweep import SweepRow, plot_sweep, run_sweep
+from pgcompress.eval.runner import EvalOptions
+from pgcompress.quant.calibration import CalibConfig
+from pgcompress.submission.decoder import build_decoder
+from pgcompress.submission.isolated import run_isolated
 
 REPO = BENCH.parent
 DATA = REPO.parent / "shared" / "data"
@@ -239,7 +237,7 @@ def markdown(r: dict) -> str:
     int8 = next(x for x in rows if x["kind"] == "uniform" and x["label"] == "int8-ref")
     la0, la1 = r["load_average_start"], r["load_average_end"]
     lines = [
-        f"# pgcompress report (`python bench/run.py{' --quick' if r['mode'] == 'quick' else ''}`)", "",
+        f"# pgcompress report (`python -m bench.run{' --quick' if r['mode'] == 'quick' else ''}`)", "",
         f"Every figure below was measured by this run unless a section names another file. Machine: {r['machine']}. "
         f"Run time {r['duration_s'] / 60:.1f} min; 1/5/15-minute load average {la0[0]:.2f}/{la0[1]:.2f}/{la0[2]:.2f} "
         f"at the start, {la1[0]:.2f}/{la1[1]:.2f}/{la1[2]:.2f} at the end (a shared machine slows every time below); "
@@ -331,8 +329,8 @@ def markdown(r: dict) -> str:
     lines += ["", "## Earlier measurements in bench/results (not re-run here; each names its machine)", "",
               "| file | machine |", "|---|---|"]
     lines += [f"| {f} | {m} |" for f, m in r["earlier"]]
-    lines += ["", f"Re-run: `python bench/run.py --quick` (sized for under 15 minutes on a quiet 2-core CPU; this "
-              f"run took {r['duration_s'] / 60:.1f} min at the load average above) or `python bench/run.py` (more "
+    lines += ["", f"Re-run: `python -m bench.run --quick` (sized for under 15 minutes on a quiet 2-core CPU; this "
+              f"run took {r['duration_s'] / 60:.1f} min at the load average above) or `python -m bench.run` (more "
               "budgets, methods, payloads and tokens). `--render-only` re-writes this file and its PNGs from "
               "report.json without measuring.", ""]
     return "\n".join(lines)

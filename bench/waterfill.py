@@ -28,7 +28,7 @@ from pgcompress.coding.choose import choose_codec
 from pgcompress.quant.base import QuantContext
 from pgcompress.quant.calibration import CalibConfig, calibrate_stats
 from pgcompress.quant.gptq import GPTQ, hessian_error
-from pgcompress.quant.waterfill import _encoded, waterfill
+from pgcompress.quant.waterfill import encode_rungs, waterfill
 from pgcompress.registry import get_method
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def measure_tensor(name: str, W: torch.Tensor, H: torch.Tensor) -> dict:
         gptq.append((coded_bytes(name, W.shape, enc) * 8 / W.numel(), math.log2(err)))
     wf = []
     for rate, rung in zip(WF_RATES, waterfill(W, H, list(WF_RATES))):
-        enc = _encoded(f"wf{rate:g}", [rung])
+        enc = encode_rungs(f"wf{rate:g}", [rung])
         W_hat = get_method(enc.method).dequantize(enc, tuple(W.shape), torch.float32)
         err = float(hessian_error(W, W_hat, H).sum()) / ref
         wf.append((coded_bytes(name, W.shape, enc) * 8 / W.numel(), math.log2(err)))
@@ -175,7 +175,7 @@ def main() -> None:
         sd = torch.load(CKPT, map_location="cpu", weights_only=True)
         results["models"]["shared"] = run_model("shared", sd, args.only) | {"machine": machine}
     if args.model in ("brief", "both"):
-        from bench.coders_codes import brief_model
+        from bench.code_sets import brief_model
 
         sd, info = brief_model(args.cache)
         results["models"]["brief"] = run_model("brief", sd, args.only) | {"machine": machine}

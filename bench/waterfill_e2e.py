@@ -22,7 +22,6 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-import torch
 
 import pgcompress
 from bench.machine import machine_description

@@ -8,20 +8,14 @@ Public API:
     quantize(state_dict, method, calib) -> state dict   (what pack -> unpack would give, in memory)
 """
 
-from pathlib import Path as _Path
+# The top-level cli/ and kernels/ folders are installed as pgcompress.cli and pgcompress.kernels
+# (pyproject.toml's package-dir), by `pip install .` and by the editable `pip install -e .` alike.
 
-# Installed, cli/ and kernels/ become pgcompress.cli and pgcompress.kernels (pyproject's package-dir).
-# Imported straight from a source checkout (e.g. `python -m pgcompress.cli` in the repo root), the
-# same names resolve through the checkout's root.
-_root = _Path(__file__).resolve().parent.parent
-if (_root / "pyproject.toml").is_file() and (_root / "cli" / "main.py").is_file():
-    __path__.append(str(_root))  # noqa: F821  (a package's __path__)
-
-from pgcompress.checkpoint import load_checkpoint  # noqa: E402
-from pgcompress.errors import PgcError  # noqa: E402
-from pgcompress.pack import pack, pack_report  # noqa: E402
-from pgcompress.quant.quantize import quantize  # noqa: E402
-from pgcompress.unpack import read_header, unpack  # noqa: E402
+from pgcompress.checkpoint import load_checkpoint
+from pgcompress.errors import PgcError
+from pgcompress.pack import pack, pack_report
+from pgcompress.quant.quantize import quantize
+from pgcompress.unpack import read_header, unpack
 
 __version__ = "0.1.0"
 __all__ = ["load_checkpoint", "pack", "pack_report", "unpack", "read_header", "quantize", "PgcError",

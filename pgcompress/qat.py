@@ -29,6 +29,8 @@ the final error): train with the matching RTN grid (e.g. ``int6-sdclip``) instea
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -86,8 +88,24 @@ def fake_quant(w: torch.Tensor, method: str) -> torch.Tensor:
     return _FakeQuant.apply(w, scale, zero, grid.qmin, grid.qmax, grid.group_size)
 
 
+_torch_only = False
+
+
+@contextlib.contextmanager
+def torch_fake_quant():
+    """Inside the block, ``fake_quant`` takes the pure-torch path even for CUDA tensors with triton
+    installed (the path it takes on CPU; same values): bench/kernels.py times the Triton kernel
+    against it."""
+    global _torch_only
+    saved, _torch_only = _torch_only, True
+    try:
+        yield
+    finally:
+        _torch_only = saved
+
+
 def _on_kernel(w: torch.Tensor) -> bool:
-    if not w.is_cuda:
+    if _torch_only or not w.is_cuda:
         return False
     from pgcompress.kernels._backend import triton_available
 

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import re
+import tempfile
 
 from pgcompress.cli.main import main
+
+# Where a child process that imports pgcompress.cli (``python -m pgcompress.cli``, ``python -c``)
+# runs unless a test names a folder: an empty one. Python puts the working directory first on such
+# a child's sys.path, and in the repository root the checkout's pgcompress/ (which has no cli/ or
+# kernels/ inside: an install maps them there) would shadow the installed package.
+_CHILD_CWD = tempfile.TemporaryDirectory(prefix="pgc-test-cwd-")
+CHILD_CWD = _CHILD_CWD.name
 
 # A progress line, as pgcompress.progress writes them where stderr is not a terminal.
 STAMPED = re.compile(r"\[ *\d+\.\ds\] \S")

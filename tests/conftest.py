@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,27 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SHARED_CKPT = SHARED / "data" / "checkpoints" / "ref_sp1024_9x512.pt"
+
+
+def pytest_configure(config):
+    """cli/ and kernels/ are pgcompress.cli and pgcompress.kernels only through an install's
+    package-dir mapping (pip install -e . or pip install .). Stop before any test when they are
+    missing, or when they come from another tree than pgcompress itself (a PYTHONPATH pointing at
+    one checkout with another checkout installed), which would test one tree's library with the
+    other's CLI and kernels."""
+    import pgcompress
+
+    pkg = Path(pgcompress.__file__).resolve().parent
+    for sub in ("cli", "kernels"):
+        try:
+            where = Path(importlib.import_module(f"pgcompress.{sub}").__file__).resolve().parent
+        except ModuleNotFoundError:
+            raise pytest.UsageError(f"pgcompress.{sub} is not importable (pgcompress is {pkg}): install the "
+                                    "checkout under test, pip install -e '.[dev]' (with a non-editable install, "
+                                    "run `pytest`: `python -m pytest` puts the checkout's pgcompress/ first)") from None
+        if where not in (pkg / sub, pkg.parent / sub):
+            raise pytest.UsageError(f"pgcompress is {pkg} but pgcompress.{sub} is {where}: install the checkout "
+                                    "under test (pip install -e '.[dev]') instead of pointing PYTHONPATH at it")
 
 
 @pytest.fixture(scope="session")

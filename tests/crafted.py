@@ -4,7 +4,7 @@ Each one once crashed, hung or bloated a reader (issue 18): an overflowing rANS 
 table (segfault), a 0-bit bitpack stream claiming 2^30 symbols, a one-lane rANS stream claiming
 2^20 steps, varints over 2^63, headers with deep nesting, 4,300-digit integers, NaN, a set
 reserved byte, a value range its dtype cannot hold, and a brotli stream far larger than declared.
-Used by tests/test_format_crafted.py and as seeds by bench/fuzz.py.
+Used by tests/test_format_crafted.py and as seeds by tests/fuzz_harness.py.
 """
 
 from __future__ import annotations

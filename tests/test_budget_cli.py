@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import pgcompress
-from cli_run import error_line
+from cli_run import CHILD_CWD, error_line
 from conftest import SHARED, reference_like_state_dict
 
 TOKENIZER = SHARED / "data" / "tokenizers" / "fineweb_1024_bpe.model"
@@ -24,7 +24,7 @@ def pgc(*args, cwd=None):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("PGC_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "pgcompress.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=900)
+                          text=True, cwd=cwd or CHILD_CWD, env=env, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import pgcompress
-from cli_run import error_line, run_main
+from cli_run import CHILD_CWD, error_line, run_main
 from conftest import reference_like_state_dict
 
 
@@ -21,7 +21,7 @@ def pgc(*args, cwd=None):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("PGC_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "pgcompress.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=300)
+                          text=True, cwd=cwd or CHILD_CWD, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,8 @@ main(sys.argv[1:])
 
 def test_pgcompress_warnings_are_one_line_without_the_source_echo():
     """In a real process, where Python would print 'file:line: Category: message' plus the source line."""
-    r = subprocess.run([sys.executable, "-c", WARN_THEN_RUN, "warn"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", WARN_THEN_RUN, "warn"], capture_output=True, text=True, timeout=120,
+                       cwd=CHILD_CWD)
     assert r.returncode == 0 and r.stdout == "done\n", r.stderr
     err = r.stderr.splitlines()
     assert err[0] == "pgc: warning: --model-code x.py: module global(s) BOS_ID are None"

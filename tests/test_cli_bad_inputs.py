@@ -197,7 +197,7 @@ def test_file_size_limit_in_a_real_process(files, tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
 
     r = subprocess.run([sys.executable, "-m", "pgcompress.cli", "unpack", str(files / "good.bin"), "-o",
-                        str(tmp_path / "m.pt")], capture_output=True, text=True, preexec_fn=limit, timeout=120, cwd=REPO)
+                        str(tmp_path / "m.pt")], capture_output=True, text=True, preexec_fn=limit, timeout=120, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     error_line(r.stderr)
     assert listing(tmp_path) == []

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli_run import CHILD_CWD
 from pgcompress.cli.main import main
 from pgcompress.eval.model import GPT, GPTConfig
 from pgcompress.eval.shards import read_shard, write_shard
@@ -43,7 +44,7 @@ EXACT = re.compile(r"final_(\w+?)_roundtrip_exact val_loss:(\d+\.\d{8}) val_bpb:
 
 
 def pgc(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pgcompress.cli", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pgcompress.cli", *args], cwd=CHILD_CWD, capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, timeout=300)
 
 

@@ -12,6 +12,7 @@ import sys
 
 import torch
 
+from cli_run import CHILD_CWD
 from conftest import reference_like_state_dict
 from test_cli_consistency import eval_args, files  # noqa: F401 - files is a fixture
 
@@ -34,13 +35,13 @@ NOTE = "pgc: note: plot skipped (matplotlib is not installed; pip install matplo
 
 def pgc_without_matplotlib(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", WITHOUT_MATPLOTLIB, *map(str, args)], capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, cwd=CHILD_CWD)
 
 
 def test_the_blocker_really_blocks():
     r = subprocess.run([sys.executable, "-c", WITHOUT_MATPLOTLIB.replace("from pgcompress.cli.main import main\n"
                                                                          "main(sys.argv[1:])", "import matplotlib")],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, cwd=CHILD_CWD)
     assert r.returncode == 1 and "ModuleNotFoundError" in r.stderr
 
 

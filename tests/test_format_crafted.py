@@ -59,7 +59,8 @@ def test_cli_unpack_and_inspect_exit_2_with_one_line(tmp_path, crafted, name):
             continue  # the header is valid: inspect does not decode streams
         # 4 GiB of address space: a reader that believed the counts would die, not swap
         r = subprocess.run([sys.executable, "-m", "pgcompress.cli", *args], capture_output=True, text=True,
-                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)), timeout=120)
+                           cwd=tmp_path, timeout=120,
+                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)))
         assert r.returncode == 2, r.stderr
         assert "crafted.bin" in error_line(r.stderr)
         assert not (tmp_path / "out.pt").exists()

@@ -1,22 +1,20 @@
-"""A small fuzz run in the tests (the full one is bench/fuzz.py), and the replay of the corpus of
-cases that once failed (tests/fuzz_corpus/: each crashed or raised a non-FormatError before)."""
+"""A small fuzz run in the tests (the harness is tests/fuzz_harness.py; the full run is
+``python -m bench.fuzz``), and the replay of the corpus of cases that once failed
+(tests/fuzz_corpus/: each crashed or raised a non-FormatError before)."""
 
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import fuzz_harness as fuzz
 import pgcompress
 from conftest import REPO
 from pgcompress.errors import FormatError
-
-sys.path.insert(0, str(REPO / "bench"))
-import fuzz  # noqa: E402
 
 CORPUS = sorted((REPO / "tests" / "fuzz_corpus").glob("*.bin"))
 

@@ -19,8 +19,10 @@ def test_pip_install_into_fresh_venv(tmp_path):
     purelib = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                   capture_output=True, text=True, check=True).stdout.strip())
     # Dependencies (torch etc.) come from this interpreter's site-packages through a .pth file, so the
-    # test installs only pgcompress itself and downloads no multi-GB wheels.
-    deps = [p for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]] if Path(p).is_dir()]
+    # test installs only pgcompress itself and downloads no multi-GB wheels. sys.path's site folders
+    # too: an environment may itself reach its dependencies through a .pth line.
+    sites = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")]
+    deps = [p for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]] + sites if Path(p).is_dir()]
     (purelib / "zz_test_deps.pth").write_text("\n".join(dict.fromkeys(deps)) + "\n")
     r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(REPO)],
                        capture_output=True, text=True, timeout=600)

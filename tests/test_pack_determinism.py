@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from conftest import REPO
+from cli_run import CHILD_CWD
 from pgcompress.eval.model import GPT, GPTConfig
 
 RUN = ("import sys, torch; torch.set_num_threads(int(sys.argv[1])); "
@@ -18,7 +18,7 @@ RUN = ("import sys, torch; torch.set_num_threads(int(sys.argv[1])); "
 
 def pack_in_child(threads: int, ckpt, out, *options) -> bytes:
     r = subprocess.run([sys.executable, "-c", RUN, str(threads), "pack", str(ckpt), "-o", str(out), *options],
-                       capture_output=True, text=True, cwd=REPO, timeout=600)
+                       capture_output=True, text=True, cwd=CHILD_CWD, timeout=600)
     assert r.returncode == 0, r.stderr
     return out.read_bytes()
 

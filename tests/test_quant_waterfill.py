@@ -16,7 +16,7 @@ from pgcompress.errors import FormatError, MethodError
 from pgcompress.quant import grid as G
 from pgcompress.quant.base import Encoded, QuantContext
 from pgcompress.quant.gptq import GPTQ, hessian_error
-from pgcompress.quant.waterfill import (E_MAX, ZMAX, _encoded, log_scale, nominal_step, parse_name, waterfill,
+from pgcompress.quant.waterfill import (E_MAX, ZMAX, encode_rungs, log_scale, nominal_step, parse_name, waterfill,
                                         wf_candidates, wf_dequantize)
 from pgcompress.quant.base import TensorKind
 from pgcompress.registry import get_method
@@ -92,7 +92,7 @@ def test_tiny_matrices_match_an_independent_back_substitution(seed, out, n):
     (rung,) = waterfill(W, H, [0], cs=[c], shrink=False, cap=None)
     codes, resid, Hp, order = zsic_reference(W, H, c)
     assert np.array_equal(rung.z.numpy(), codes)
-    W_hat = wf_dequantize("wf1", {"slices": 1, "rows": False}, _encoded("wf1", [rung]).streams, (out, n),
+    W_hat = wf_dequantize("wf1", {"slices": 1, "rows": False}, encode_rungs("wf1", [rung]).streams, (out, n),
                           torch.float64)
     Hd = torch.from_numpy(Hp)[torch.argsort(torch.from_numpy(order))][:, torch.argsort(torch.from_numpy(order))]
     err = float(hessian_error(W, W_hat, Hd).sum())
@@ -125,7 +125,7 @@ def test_shrinkage_lowers_the_error_at_low_rate():
     errs = []
     for shrink in (False, True):
         (rung,) = waterfill(W, H, [1.5], shrink=shrink)
-        enc = _encoded("wf1.5", [rung])
+        enc = encode_rungs("wf1.5", [rung])
         W_hat = wf_dequantize("wf1.5", enc.params, enc.streams, tuple(W.shape), torch.float32)
         errs.append(float(hessian_error(W, W_hat, H).sum()))
     assert errs[1] < errs[0]
@@ -151,7 +151,7 @@ def test_kfac_rows_need_sensitivities_and_use_them():
     out = {}
     for label, sens in (("plain", None), ("kfac", a)):
         (rung,) = waterfill(W, H, [0], a=sens, cs=[c], shrink=False, cap=None)
-        enc = _encoded("wf3", [rung])
+        enc = encode_rungs("wf3", [rung])
         W_hat = wf_dequantize("wf3", enc.params, enc.streams, tuple(W.shape), torch.float32)
         out[label] = (meter.encoded_bytes("w", W.shape, enc), float((a.double() * hessian_error(W, W_hat, H)).sum()))
     assert out["kfac"][0] < out["plain"][0]
@@ -203,7 +203,7 @@ def test_pack_unpack_and_generated_decoder_are_bit_exact():
 
 def good_streams():
     W, H = correlated_layer(11, out=6, n=10)
-    return _encoded("wf3", waterfill(W, H, [3]))
+    return encode_rungs("wf3", waterfill(W, H, [3]))
 
 
 @pytest.mark.parametrize("mutate,match", [

@@ -199,7 +199,10 @@ def _stacked_pass(g: GPTQ, perm, U, W, steps, rowv, weight, shrink):
     return z, col_e
 
 
-def _encoded(name: str, rungs: list[Rung]) -> Encoded:
+def encode_rungs(name: str, rungs: list[Rung]) -> Encoded:
+    """The Encoded of method ``name`` (a wf* name) from its rungs, one per bank slice in slice order
+    (one for a plain matrix): what ``WaterfillMethod.quantize`` returns, for callers that run
+    ``waterfill`` themselves (tests, bench/waterfill.py)."""
     z = torch.cat([r.z for r in rungs])
     zmax = int(z.abs().max()) if z.numel() else 0
     zdt = np.int8 if zmax <= 127 else np.int16
@@ -227,7 +230,7 @@ class WaterfillMethod(Method):
         if key not in memo or self.spec.bits not in memo[key]:
             rates = sorted(set(LADDER) | {self.spec.bits}) if ctx.memo is not None else [self.spec.bits]
             memo[key] = dict(zip(rates, self._slices(name, W, ctx, rates)))
-        return _encoded(self.name, list(memo[key][self.spec.bits]))
+        return encode_rungs(self.name, list(memo[key][self.spec.bits]))
 
     def _slices(self, name: str, W: torch.Tensor, ctx: QuantContext, rates: list[float]):
         """Per bank slice (one for a plain matrix): its rungs, one per rate."""

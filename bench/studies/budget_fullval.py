@@ -6,30 +6,28 @@ challenge's val_bpb is taken over its whole validation split; this benchmark pac
 budgets with the same calibration (64 x 1024 train-shard windows) at HEAD and scores the raw
 checkpoint and every solver artifact on 65,536 and 131,072 tokens and on all 1,001,881 tokens of
 the val shard (978 sequences of 1,024; CPU bf16, `pgc eval`'s loop and batch split). A reading
-is reported whatever it shows; bench/eval_noise.py says how far apart two gaps must be before
+is reported whatever it shows; bench/studies/eval_noise.py says how far apart two gaps must be before
 any of them orders two artifacts.
 
-Run: python bench/budget_fullval.py   (about 50 minutes on a 2-core CPU)
+Run: python -m bench.studies.budget_fullval   (about 50 minutes on a 2-core CPU)
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from budget import BUDGETS, CKPT, DATA, REF_BYTES, RESULTS, TRAIN  # noqa: E402
-from machine import machine_description  # noqa: E402
+from bench.budget import BUDGETS, CKPT, DATA, REF_BYTES, RESULTS, TRAIN
+from bench.machine import machine_description
 
-import pgcompress  # noqa: E402
-from pgcompress.atomic import atomic_write  # noqa: E402
-from pgcompress.budget import pack_to_budget, prepare  # noqa: E402
-from pgcompress.eval.runner import EvalOptions, run  # noqa: E402
-from pgcompress.quant.calibration import CalibConfig  # noqa: E402
+import pgcompress
+from pgcompress.atomic import atomic_write
+from pgcompress.budget import pack_to_budget, prepare
+from pgcompress.eval.runner import EvalOptions, run
+from pgcompress.quant.calibration import CalibConfig
 
 TOKENS = (65_536, 131_072, None)  # None: the whole val shard
 
@@ -81,7 +79,7 @@ def markdown(out: dict) -> str:
     keys = list(out["raw"])
     label = {k: ("whole val shard" if k == "all" else f"first {int(k):,}") + f" ({out['raw'][k]['tokens']:,} tokens)"
              for k in keys}
-    lines = ["# The solver's sweep on the whole val shard (bench/budget_fullval.py)", "",
+    lines = ["# The solver's sweep on the whole val shard (bench/studies/budget_fullval.py)", "",
              f"Machine: {out['machine']}; {out['seconds'] / 60:.0f} min in all.", "",
              __doc__.split("\n\n", 1)[1].split("Run:")[0].strip(), "",
              "Raw checkpoint val_bpb: " + "; ".join(f"{label[k]} {out['raw'][k]['val_bpb']:.8f}" for k in keys) + ".", "",

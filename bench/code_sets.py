@@ -1,13 +1,11 @@
-"""Coders on the code matrices alone (bench/coders.py --code-sets): theory, generic, pgcompress.
+"""The code-set comparison (python -m bench.coders --code-sets / --brief-sets): pgcompress's coders
+against generic compressors, ZPAQ and DeepCABAC on the code matrices alone, and its Markdown.
 
 Code sets: every 2-D integer code stream the library's quantizer writes for the shared checkpoint
-(int8-ref; int6-sdclip = SDClip k = 12.85 RTN; int6-gptq = GPTQ on 64 train sequences).
-
-Theory rows are empirical conditional entropies with no table cost: sum over contexts of
-n * H(histogram). With few symbols per context they are optimistic (the histogram is fitted to
-the very symbols it scores), so "per column, shuffled codes" measures that bias: the same
-per-column estimate after a random permutation of the tensor's codes, which destroys every
-column structure. A context model only gains what it beats its own shuffled control by.
+(int8-ref; int6-sdclip = SDClip k = 12.85 RTN; int6-gptq = GPTQ on 64 train sequences), or for a
+briefly trained record-shaped model (``brief_model``). bench/studies/coders_codes.py adds study
+rows to the same sets (context-model entropies, the records' pipeline, byte breakdowns); the
+Markdown here renders those rows when the results hold them.
 """
 
 from __future__ import annotations
@@ -24,9 +22,7 @@ import brotli
 import numpy as np
 
 from pgcompress.coding.base import stream_info_for
-from pgcompress.coding.rans_ctx import _log_widths
 from pgcompress.registry import get_codec
-from bench.record_pipeline import record_pipeline
 
 METHODS = {"int8-ref": "int8-ref", "int6-sdclip": "int6-sdclip", "int6-gptq": "int6-gptq"}
 TRAIN = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "sp1024" / "fineweb_train_*.bin")
@@ -55,61 +51,7 @@ def code_set(sd: dict, kind: str, cache: Path | None) -> dict[str, np.ndarray]:
     return out
 
 
-def _cond_entropy(ctx: np.ndarray, idx: np.ndarray, a: int) -> float:
-    """ctx, idx: [n] int64 -> bytes of sum_ctx n * H(empirical histogram)."""
-    k = int(ctx.max()) + 1
-    h = np.bincount(ctx * a + idx, minlength=k * a).reshape(k, a).astype(np.float64)
-    n = h.sum(axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return float(-(h * np.where(h > 0, np.log2(h / n), 0.0)).sum() / 8)
-
-
-def width_contexts(q: np.ndarray) -> dict[str, np.ndarray]:
-    """q: [R, C] int64 codes -> flat [R * C] context indices: "t" rans-ctx's (row + column
-    log-width, 0..63), "two_d" row width x column width, "left" / "up" the magnitude of the left
-    neighbour / of the same column in the previous row in 4 buckets (0.3, 0.8, 1.5 x the RMS)."""
-    r, c = q.shape
-    ia, jb = _log_widths(q)
-    t = np.clip(ia[:, None] + jb[None, :] - (ia.min() + jb.min()), 0, 63)
-    rms = float(np.sqrt((q.astype(np.float64) ** 2).mean())) or 1.0
-    edges = np.array([0.3, 0.8, 1.5]) * rms
-    left = np.hstack([np.zeros((r, 1), np.int64), q[:, :-1]])
-    up = np.vstack([np.zeros((1, c), np.int64), q[:-1]])
-    return {"t": t.reshape(-1), "two_d": (ia[:, None] * (jb.max() + 1) + jb[None, :]).reshape(-1),
-            "left": np.searchsorted(edges, np.abs(left), side="right").reshape(-1),
-            "up": np.searchsorted(edges, np.abs(up), side="right").reshape(-1)}
-
-
-def theory(codes: dict[str, np.ndarray]) -> dict[str, float]:
-    rng = np.random.default_rng(0)
-    tot: dict[str, float] = {}
-
-    def add(key, value):
-        tot[key] = tot.get(key, 0.0) + value
-
-    for q in codes.values():
-        q = q.astype(np.int64)
-        r, c = q.shape
-        lo = int(q.min())
-        a = int(q.max()) - lo + 1
-        idx = (q - lo).reshape(-1)
-        rows = np.repeat(np.arange(r), c)
-        cols = np.tile(np.arange(c), r)
-        add("order-0 (one distribution per tensor)", _cond_entropy(np.zeros_like(idx), idx, a))
-        add("per row (one distribution per output unit)", _cond_entropy(rows, idx, a))
-        add("per column (one distribution per input feature)", _cond_entropy(cols, idx, a))
-        add("per column, codes shuffled within the tensor (bias control)",
-            _cond_entropy(cols, idx[rng.permutation(idx.size)], a))
-        ctx = width_contexts(q)
-        t = ctx["t"]
-        add("row x column width (rans-ctx's contexts)", _cond_entropy(t, idx, a))
-        add("row width x column width, 2-D", _cond_entropy(ctx["two_d"], idx, a))
-        for label, key in (("left neighbour", "left"), ("previous row, same column", "up")):
-            add(f"rans-ctx's contexts x |{label}| (4 buckets)", _cond_entropy(t * 4 + ctx[key], idx, a))
-    return tot
-
-
-def _timed(fn):
+def timed(fn):
     t = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t
@@ -137,8 +79,8 @@ def generic(raw: bytes, raw_t: bytes) -> dict[str, dict]:
         # ZPAQ takes 30-90 s a set each way here: column-major only (the better order on a sample)
         orders = ((("row-major", raw),) if not name.startswith("ZPAQ") else ()) + (("column-major", raw_t),)
         for order, data in orders:
-            blob, te = _timed(lambda: enc(data))
-            back, td = _timed(lambda: dec(blob))
+            blob, te = timed(lambda: enc(data))
+            back, td = timed(lambda: dec(blob))
             assert back == data, name
             out[f"{name}, {order}"] = {"bytes": len(blob), "encode_s": te, "decode_s": td}
             print(" ", name, order, len(blob), f"{te:.1f}s", flush=True)
@@ -152,7 +94,7 @@ def _lrzip(raw: bytes) -> dict:
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "codes.bin"
         src.write_bytes(raw)
-        _, te = _timed(lambda: subprocess.run(["lrzip", "-z", "-T", "-q", "-f", str(src)], check=True,
+        _, te = timed(lambda: subprocess.run(["lrzip", "-z", "-T", "-q", "-f", str(src)], check=True,
                                               capture_output=True))
         return {"bytes": (Path(d) / "codes.bin.lrz").stat().st_size, "encode_s": te}
 
@@ -192,105 +134,6 @@ def deepcabac(codes: dict[str, np.ndarray]) -> dict:
     return out
 
 
-def add_deepcabac(res: dict, sd: dict, cache: Path | None) -> None:
-    """Re-measure only DeepCABAC (and rans-ctx's overhead) for the code sets already in ``res``."""
-    for kind, r in res.items():
-        codes = code_set(sd, kind, cache)
-        r["deepcabac"] = deepcabac(codes)
-        r["rans_ctx_parts"] = rans_ctx_parts(codes)
-
-
-def rans_ctx_parts(codes: dict[str, np.ndarray]) -> dict[str, int]:
-    """Where rans-ctx's bytes go (summed over matrices), read from its blobs (layout in rans_ctx)."""
-    from pgcompress.coding.rans_dec import read_uvarint
-
-    parts = {"model (sb, e, K, R, C, t0, widths)": 0, "side information (row and column width indices)": 0,
-             "lane states (4 B a lane, one lane per 1024 codes)": 0, "rANS words": 0}
-    keys = list(parts)
-    for q in codes.values():
-        flat = q.reshape(-1)
-        blob = get_codec("rans-ctx").encode(flat, dataclasses.replace(stream_info_for(flat), shape=tuple(q.shape)))
-        pos, head = 0, []
-        for _ in range(6):
-            value, pos = read_uvarint(blob, pos)
-            head.append(value)
-        for _ in range(head[2]):
-            pos = read_uvarint(blob, pos)[1]
-        parts[keys[0]] += pos
-        side = pos
-        for _ in range(2):
-            pos = read_uvarint(blob, pos)[1]
-            size, pos = read_uvarint(blob, pos)
-            pos += size
-        parts[keys[1]] += pos - side
-        lanes, p = read_uvarint(blob, pos)
-        nwords, p = read_uvarint(blob, p)
-        parts[keys[2]] += 4 * lanes
-        parts[keys[3]] += len(blob) - pos - 4 * lanes
-    return parts
-
-
-def rans_ctx2_parts(codes: dict[str, np.ndarray]) -> dict[str, float]:
-    """Where rans-ctx2's bytes go (summed over matrices): its header, the model's ideal code length
-    of the side indices and of the codes (sum of -log2 p with the integer tables), and the rest of
-    the rANS body (lane states, rounding) as coder overhead."""
-    from pgcompress.coding.rans_ctx2 import fit_model, lanes_for
-    from pgcompress.coding.rans_dec import read_uvarint
-
-    parts = {"header (model, side tables, lane and word counts)": 0.0, "side indices, ideal": 0.0,
-             "codes, ideal (-log2 p of the model's tables)": 0.0, "coder overhead (lane states, rounding)": 0.0}
-    keys = list(parts)
-    lanes = 0
-    for q in codes.values():
-        flat = q.reshape(-1)
-        blob = get_codec("rans-ctx2").encode(flat, dataclasses.replace(stream_info_for(flat), shape=tuple(q.shape)))
-        model = fit_model(q, int(q.min()), int(q.max()))
-        pos = 0
-        for _ in range(len(model.head) + 2):
-            pos = read_uvarint(blob, pos)[1]
-        parts[keys[0]] += pos
-        parts[keys[1]] += model.ideal_side
-        parts[keys[2]] += model.ideal_codes
-        parts[keys[3]] += len(blob) - pos - model.ideal_side - model.ideal_codes
-        lanes += lanes_for(q.size)
-    parts["lanes"] = lanes
-    return parts
-
-
-def rans_ctx2_ablations(codes: dict[str, np.ndarray]) -> dict[str, int]:
-    """rans-ctx2's total bytes with one of its choices changed (module constants patched for the run)."""
-    import pgcompress.coding.rans_ctx2 as m2
-
-    variants = {"as shipped": {}, "no tail (initial states carry nothing)": {"MAX_TAIL_STEPS": 0},
-                "width steps fixed at 4 an octave (as rans-ctx)": {"WIDTH_STEPS": (4,)},
-                "1024 codes a lane": {"SYMBOLS_PER_LANE": 1024}, "3072 codes a lane": {"SYMBOLS_PER_LANE": 3072},
-                "4096 codes a lane": {"SYMBOLS_PER_LANE": 4096}, "16384 codes a lane": {"SYMBOLS_PER_LANE": 16384}}
-    out = {}
-    for label, patch in variants.items():
-        saved = {k: getattr(m2, k) for k in patch}
-        try:
-            for k, v in patch.items():
-                setattr(m2, k, v)
-            out[label] = sum(len(get_codec("rans-ctx2").encode(
-                q.reshape(-1), dataclasses.replace(stream_info_for(q.reshape(-1)), shape=tuple(q.shape))))
-                for q in codes.values())
-        finally:
-            for k, v in saved.items():
-                setattr(m2, k, v)
-    return out
-
-
-def add_pgcompress(res: dict, sd: dict, cache: Path | None) -> None:
-    """Re-measure only pgcompress's coders (and their byte breakdowns) for the sets already in ``res``."""
-    for kind, r in res.items():
-        codes = code_set(sd, kind, cache)
-        r["pgcompress"] = pgcompress_coders(codes)
-        r["rans_ctx_parts"] = rans_ctx_parts(codes)
-        r["rans_ctx2_parts"] = rans_ctx2_parts(codes)
-        r["rans_ctx2_ablations"] = rans_ctx2_ablations(codes)
-        print(" ", kind, r["rans_ctx2_ablations"], flush=True)
-
-
 def pgcompress_coders(codes: dict[str, np.ndarray]) -> dict[str, dict]:
     out = {}
     for codec in ("rans", "rans-ctx", "rans-ctx2", "rans-ctx3"):
@@ -299,8 +142,8 @@ def pgcompress_coders(codes: dict[str, np.ndarray]) -> dict[str, dict]:
         for q in codes.values():
             flat = q.reshape(-1)
             info = dataclasses.replace(stream_info_for(flat), shape=tuple(q.shape))
-            blob, te = _timed(lambda: c.encode(flat, info))
-            back, td = _timed(lambda: c.decode(blob, info))
+            blob, te = timed(lambda: c.encode(flat, info))
+            back, td = timed(lambda: c.decode(blob, info))
             assert np.array_equal(back, flat), codec
             tot["bytes"] += len(blob)
             tot["encode_s"] += te
@@ -315,28 +158,6 @@ def pgcompress_coders(codes: dict[str, np.ndarray]) -> dict[str, dict]:
         out[codec] = tot
         print(" ", codec, tot, flush=True)
     return out
-
-
-def run(sd: dict, kinds: list[str], cache: Path | None) -> dict:
-    res = {}
-    for kind in kinds:
-        codes = code_set(sd, kind, cache)
-        raw = b"".join(q.astype(np.int8).tobytes() for q in codes.values())
-        raw_t = b"".join(np.ascontiguousarray(q.T).astype(np.int8).tobytes() for q in codes.values())
-        print(kind, len(codes), "matrices", len(raw), "codes", flush=True)
-        res[kind] = {"params": len(raw), "matrices": len(codes), "theory": theory(codes),
-                     "pgcompress": pgcompress_coders(codes), "deepcabac": deepcabac(codes),
-                     "generic": generic(raw, raw_t), "record_pipeline": record_pipeline(codes)}
-    return res
-
-
-def add_record(res: dict, sd: dict, cache: Path | None) -> None:
-    """Add the records' per-group pipeline and rans-ctx3 to the code sets already in ``res``."""
-    for kind, r in res.items():
-        codes = code_set(sd, kind, cache)
-        r["record_pipeline"] = record_pipeline(codes)
-        r["pgcompress"].update({k: v for k, v in pgcompress_coders(codes).items() if k == "rans-ctx3"})
-        print(" ", kind, r["record_pipeline"], flush=True)
 
 
 BRIEF = {"num_layers": 11, "model_dim": 256, "num_heads": 4, "num_kv_heads": 2, "mlp_mult": 4, "seq_len": 256,
@@ -421,7 +242,7 @@ def markdown(res: dict, machine: str) -> list[str]:
              "side indices in the same lanes; the encoder keeps none, rows, columns or both by the model's "
              "size). On this well-trained checkpoint the centres are almost all zero, so it matches "
              "rans-ctx2; the briefly trained model below is where they pay. The records' per-group pipeline "
-             "is bench/record_pipeline.py (written here from PR #1855's description), on the same codes. "
+             "is bench/studies/record_pipeline.py (written here from PR #1855's description), on the same codes. "
              "The '16384 codes a lane' ablation sizes what lanes shared across all of an artifact's matrices "
              "could save in lane states; decoding one matrix at a time it would take 8x the decode steps, "
              "so it is a size, not a shippable setting.", ""]
@@ -458,12 +279,14 @@ def set_sections(res: dict) -> list[str]:
             fmt_t = (lambda t: f"{t:.1f}" if t is not None else "")
             lines.append(f"| {label} | {b:,.0f} | {8 * b / n:.3f} | {b / ref - 1:+.2%} | {fmt_t(te)} | {fmt_t(td)} |")
 
-        th = r["theory"]
-        for label, b in th.items():
-            row(f"theory: {label}", b)
-        corrected = (th["per column (one distribution per input feature)"] + th["order-0 (one distribution per tensor)"]
-                     - th["per column, codes shuffled within the tensor (bias control)"])
-        row("theory: per column, bias-corrected (per column + order-0 - shuffled control)", corrected)
+        th = r.get("theory")  # study rows (bench/studies/coders_codes.py), absent after a product-only run
+        if th:
+            for label, b in th.items():
+                row(f"theory: {label}", b)
+            corrected = (th["per column (one distribution per input feature)"]
+                         + th["order-0 (one distribution per tensor)"]
+                         - th["per column, codes shuffled within the tensor (bias control)"])
+            row("theory: per column, bias-corrected (per column + order-0 - shuffled control)", corrected)
         for label, v in r["pgcompress"].items():
             row(f"**pgcompress {label}**", v["bytes"], v["encode_s"], v["decode_s"])
         cpu = {k: v["decode_cpu_s_best_of_2_per_matrix"] for k, v in r["pgcompress"].items()
@@ -507,3 +330,22 @@ def set_sections(res: dict) -> list[str]:
         lines += [""] + _targets(r)
         lines.append("")
     return lines
+
+
+def compare(sd: dict, kinds: list[str], cache: Path | None) -> dict:
+    """Per code set: pgcompress's coders, DeepCABAC and the generic compressors (row- and column-major)."""
+    res = {}
+    for kind in kinds:
+        codes = code_set(sd, kind, cache)
+        raw, raw_t = code_bytes(codes)
+        print(kind, len(codes), "matrices", len(raw), "codes", flush=True)
+        res[kind] = {"params": len(raw), "matrices": len(codes), "pgcompress": pgcompress_coders(codes),
+                     "deepcabac": deepcabac(codes), "generic": generic(raw, raw_t)}
+    return res
+
+
+def code_bytes(codes: dict[str, np.ndarray]) -> tuple[bytes, bytes]:
+    """The codes one byte each in key order: every matrix row-major, and every matrix transposed."""
+    raw = b"".join(q.astype(np.int8).tobytes() for q in codes.values())
+    raw_t = b"".join(np.ascontiguousarray(q.T).astype(np.int8).tobytes() for q in codes.values())
+    return raw, raw_t

@@ -5,7 +5,7 @@ The K-FAC proxy scores each candidate from the same calibration its GPTQ / LQER 
 candidate that fits the calibration more closely can look better to the proxy than it is on
 held-out text; this measures it. Writes bench/results/budget_candidates.{md,json}.
 
-Usage: python bench/budget_candidates.py [--budgets 4e6,6e6,...] [--max-tokens 65536]
+Usage: python -m bench.studies.budget_candidates [--budgets 4e6,6e6,...] [--max-tokens 65536]
 """
 
 from __future__ import annotations
@@ -13,23 +13,21 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_description  # noqa: E402
+from bench.machine import machine_description
 
-import pgcompress  # noqa: E402
-from pgcompress.budget import prepare  # noqa: E402
-from pgcompress.budget.accounting import Accounting  # noqa: E402
-from pgcompress.budget.solver import solve  # noqa: E402
-from pgcompress.budget.table import pareto  # noqa: E402
-from pgcompress.eval.runner import EvalOptions, run  # noqa: E402
-from pgcompress.quant.calibration import CalibConfig  # noqa: E402
+import pgcompress
+from pgcompress.budget import prepare
+from pgcompress.budget.accounting import Accounting
+from pgcompress.budget.solver import solve
+from pgcompress.budget.table import pareto
+from pgcompress.eval.runner import EvalOptions, run
+from pgcompress.quant.calibration import CalibConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
 CKPT = DATA / "checkpoints" / "ref_sp1024_9x512.pt"
 RESULTS = REPO / "bench" / "results"
@@ -107,7 +105,7 @@ def main() -> None:
 def render(out: dict) -> None:
     budgets = sorted({r["budget"] for r in out["rows"]})
     by = {(r["variant"], r["budget"]): r for r in out["rows"]}
-    lines = ["# Budget-solver candidates: which pay for themselves (`python bench/budget_candidates.py`)", "",
+    lines = ["# Budget-solver candidates: which pay for themselves (`python -m bench.studies.budget_candidates`)", "",
              f"Machine: {out['machine']}.", "",
              f"One candidate table of `{CKPT.name}` (calibration: {out['calibration']}, with the extra candidates "
              + "; ".join(f"`{v}`" for v in EXTRA.values()) + "), solved at each budget with candidate subsets "

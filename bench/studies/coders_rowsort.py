@@ -17,30 +17,29 @@ trained record-shaped model's (bench/coders.py --brief-sets, same seed):
 Side information (row and column widths, centres) is the same in both and left out; so are lane
 states. A codec would keep, per matrix, whichever is smaller: the last column counts that.
 
-Run: python bench/coders_rowsort.py [--cache DIR]
+Run: python -m bench.studies.coders_rowsort [--cache DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import coders_codes  # noqa: E402
-from machine import machine_description  # noqa: E402
+from bench import code_sets
+from bench.studies.coders_codes import width_contexts
+from bench.machine import machine_description
 
-from pgcompress.coding.ctx_dec import ctx_tables  # noqa: E402
-from pgcompress.coding.rans_ctx import SCALE_BITS, _fit_widths  # noqa: E402
-from pgcompress.coding.rans_ctx2 import _uvarint_len  # noqa: E402
-from pgcompress.coding.rans_ctx3 import fit_centres, fit_model3  # noqa: E402
+from pgcompress.coding.ctx_dec import ctx_tables
+from pgcompress.coding.rans_ctx import SCALE_BITS, _fit_widths
+from pgcompress.coding.rans_ctx2 import _uvarint_len
+from pgcompress.coding.rans_ctx3 import fit_centres, fit_model3
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-RESULTS = Path(__file__).resolve().parent / "results"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 UP_CLIP = 3
 SETS = ("int6-sdclip", "int8-ref")
 
@@ -80,7 +79,7 @@ def up_context_bytes(e: np.ndarray, reorder: bool) -> float:
     r, c = e.shape
     perm = greedy_order(e) if reorder else np.arange(r)
     q = e[perm]
-    ctx = coders_codes.width_contexts(q)["t"].reshape(r, c)
+    ctx = width_contexts(q)["t"].reshape(r, c)
     k = int(ctx.max()) + 1
     up = np.vstack([np.zeros((1, c), np.int64), q[:-1]])
     bucket = np.clip(up, -UP_CLIP, UP_CLIP) + UP_CLIP
@@ -114,7 +113,7 @@ def measure(codes: dict[str, np.ndarray]) -> dict:
 
 
 def markdown(res: dict) -> str:
-    lines = ["# Row reordering + previous-row context on top of rans-ctx3 (bench/coders_rowsort.py)", "",
+    lines = ["# Row reordering + previous-row context on top of rans-ctx3 (bench/studies/coders_rowsort.py)", "",
              f"Machine: {res['machine']}", "", __doc__.split("\n\n", 1)[1].split("Run:")[0].strip(), ""]
     for model, sets in res["models"].items():
         lines += [f"## {model}", "",
@@ -141,12 +140,12 @@ def main() -> None:
     args = ap.parse_args()
     res = {"machine": machine_description(), "models": {}}
     shared = torch.load(SHARED / "checkpoints" / "ref_sp1024_9x512.pt", weights_only=True)
-    brief, info = coders_codes.brief_model(args.cache)
+    brief, info = code_sets.brief_model(args.cache)
     res["brief_model"] = info
     for label, sd, cache in (("shared checkpoint (ref_sp1024_9x512.pt)", shared, args.cache),
                              ("briefly trained record-shaped model (bench/coders.py --brief-sets)", brief,
                               args.cache / "brief" if args.cache else None)):
-        res["models"][label] = {s: measure(coders_codes.code_set(sd, s, cache)) for s in SETS}
+        res["models"][label] = {s: measure(code_sets.code_set(sd, s, cache)) for s in SETS}
         print(label, {s: r["total"] for s, r in res["models"][label].items()}, flush=True)
     (RESULTS / "coders_rowsort.json").write_text(json.dumps(res, indent=1) + "\n")
     (RESULTS / "coders_rowsort.md").write_text(markdown(res))

@@ -4,13 +4,13 @@ can take (the device machine gets the repo only, at most 64 MiB, and ../shared i
 - ``ref_sp1024_9x512_bf16lin.safetensors``: the shared checkpoint with its 2-D fp32 linear
   weights rounded to bf16 (34 MB instead of 67 MB, which is over the carry limit on its own).
   The eval casts every linear weight to bf16 before its matmul (CastedLinear under bf16
-  autocast), so this copy scores exactly as the original: gpu_item6.py checks that on the
+  autocast), so this copy scores exactly as the original: bench/gpu/cuda_paths.py checks that on the
   device's CPU against data/README.md's raw val_bpb. It is not the same input for pack (GPTQ
   timing, artifacts), which is why every artifact in gpu.md is packed from this copy.
 - ``sp1024/fineweb_val_000000.bin`` (the whole val shard, 2 MB) and the tokenizer;
 - ``train/fineweb_train_000000.bin``: the first 262,144 train tokens (GPTQ calibration windows).
 
-Usage: python bench/gpu_prepare.py [--dest .gpu_carry]
+Usage: python -m bench.gpu.prepare [--dest .gpu_carry]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
 TRAIN_TOKENS = 262_144
 

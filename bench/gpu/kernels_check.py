@@ -3,7 +3,7 @@ the CPU (bit-exact where the docs say so), and QAT's CUDA path against pack -> u
 CI checks the same kernels under Triton's interpreter; this is the check that the compiled code
 (approximate division, FMA contraction, casts) keeps the same bits.
 
-Usage (on a CUDA machine): python bench/gpu_kernels_check.py [--out DIR] [--ckpt FILE]
+Usage (on a CUDA machine): python -m bench.gpu.kernels_check [--out DIR] [--ckpt FILE]
 Writes DIR/gpu_kernels_check.json and prints a summary; exit code 1 if a bit-exact check failed.
 """
 
@@ -16,19 +16,19 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-from machine import machine_description  # noqa: E402
+from bench.machine import machine_description
 
-import pgcompress  # noqa: E402
-from pgcompress import qat  # noqa: E402
-from pgcompress.kernels import dequant as DQ  # noqa: E402
-from pgcompress.kernels import fake_quant as FQ  # noqa: E402
-from pgcompress.kernels import qlinear as QL  # noqa: E402
-from pgcompress.kernels.packing import pack_codes  # noqa: E402
-from pgcompress.quant import clipping  # noqa: E402
-from pgcompress.quant import grid as G  # noqa: E402
-from pgcompress.quant.intn import parse_name  # noqa: E402
+import pgcompress
+from pgcompress import qat
+from pgcompress.kernels import dequant as DQ
+from pgcompress.kernels import fake_quant as FQ
+from pgcompress.kernels import qlinear as QL
+from pgcompress.kernels.packing import pack_codes
+from pgcompress.quant import clipping
+from pgcompress.quant import grid as G
+from pgcompress.quant.intn import parse_name
+
+REPO = Path(__file__).resolve().parents[2]
 
 SHAPES = [(1024, 512), (77, 45)]  # a model shape and a ragged one (kept few: each variant compiles)
 
@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--ckpt", type=Path, default=None, help="a state dict (.safetensors) whose weights to test too")
     args = ap.parse_args()
     if not torch.cuda.is_available():
-        sys.exit("gpu_kernels_check.py needs a CUDA device (the CPU is covered by tests/test_kernels_*.py)")
+        sys.exit("bench.gpu.kernels_check needs a CUDA device (the CPU is covered by tests/test_kernels_*.py)")
     dev = torch.device("cuda")
     checks: list[dict] = []
 

@@ -7,8 +7,8 @@
 3. GPTQ calibration + quantization time on one GPU (int6-gptq, 64 x 1024 calibration tokens);
 4. eval tokens per second on one GPU (``pgc eval`` over the whole staged val shard).
 
-Inputs are what bench/gpu_prepare.py stages (default .gpu_carry/). Writes DIR/gpu.{md,json}.
-Usage: python bench/gpu_item6.py [--carry .gpu_carry] [--out DIR] [--max-tokens 65536]
+Inputs are what bench/gpu/prepare.py stages (default .gpu_carry/). Writes DIR/gpu.{md,json}.
+Usage: python -m bench.gpu.cuda_paths [--carry .gpu_carry] [--out DIR] [--max-tokens 65536]
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-from machine import machine_description  # noqa: E402
+from bench.machine import machine_description
+
+REPO = Path(__file__).resolve().parents[2]
 
 # ../shared/data/README.md: the reference script's own functions on CPU, first 65,536 targets, bf16
 README_RAW_BPB = 1.82131713
@@ -101,7 +101,7 @@ def main() -> None:
     args.carry, args.out = args.carry.resolve(), args.out.resolve()
     dev = torch.device(args.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        sys.exit("gpu_item6.py needs a CUDA device (or --device cpu for a dry run)")
+        sys.exit("bench.gpu.cuda_paths needs a CUDA device (or --device cpu for a dry run)")
     import pgcompress
     from safetensors.torch import load_file
 
@@ -141,7 +141,7 @@ def report(res: dict) -> list[str]:
     lines = ["# CUDA paths: pgc eval on one GPU, CPU vs GPU, GPTQ time, eval throughput", "",
              f"Machine: {res['machine']}." + ("" if res["device"] == "cuda" else
                                               f" DRY RUN on {res['device']}: rows labelled cuda ran on it."), "",
-             "Weights: the shared checkpoint with its linear weights stored in bf16 (bench/gpu_prepare.py; it "
+             "Weights: the shared checkpoint with its linear weights stored in bf16 (bench/gpu/prepare.py; it "
              "scores exactly as the fp32 original because every linear weight is cast to bf16 before its "
              "matmul) and an int8-ref + zlib artifact packed from it on this machine.", "",
              f"## val_bpb, first {res['max_tokens']:,} target tokens, seq_len 1024, bf16 autocast", "",

@@ -23,30 +23,28 @@ over the same sequences.
   the difference of the predicted damages (the K-FAC proxy, nats a token), and the table gives
   that count next to the val shard's 978 sequences.
 
-Run: python bench/eval_noise.py [--seqs 256] [--every 3] [--copies 6] [--train-seqs 0]
+Run: python -m bench.studies.eval_noise [--seqs 256] [--every 3] [--copies 6] [--train-seqs 0]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_description  # noqa: E402
+from bench.machine import machine_description
 
-from pgcompress.budget.noise import RELATIVE_NOISE, nudged_copies  # noqa: E402
-from pgcompress.eval.model import build_model  # noqa: E402
-from pgcompress.eval.shards import load_val_tokens, read_shard  # noqa: E402
+from pgcompress.budget.noise import RELATIVE_NOISE, nudged_copies
+from pgcompress.eval.model import build_model
+from pgcompress.eval.shards import load_val_tokens, read_shard
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 CHECKPOINT = SHARED / "checkpoints" / "ref_sp1024_9x512.pt"
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 SEQ_LEN = 1024
 
 
@@ -89,7 +87,7 @@ def sequences_to_resolve(per_seq_sd: float) -> list[dict]:
 
 def markdown(res: dict) -> str:
     s = res["summary"]
-    lines = ["# Does the eval's noise average away with more tokens? (bench/eval_noise.py)", "",
+    lines = ["# Does the eval's noise average away with more tokens? (bench/studies/eval_noise.py)", "",
              f"Machine: {res['machine']}", "", __doc__.split("\n\n", 1)[1].split("Run:")[0].strip(), "",
              f"{res['copies']} copies at relative noise {res['relative_noise']:g}; {res['seqs']} sequences "
              f"(one in every {res['every']} of the val shard's first {res['seqs'] * res['every']}); "

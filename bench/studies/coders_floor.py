@@ -8,7 +8,7 @@ states:
 
 - contexts: rans-ctx's (row + column log-width), row x column widths (2-D), and either of those
   crossed with the magnitude of the left neighbour and of the same column in the previous row
-  (4 buckets each, as bench/coders_codes.py);
+  (4 buckets each, as bench/studies/coders_codes.py);
 - in-sample: sum over contexts of n * H(histogram), the histogram fitted to the very codes it
   scores: a floor, since no static code on those contexts goes below it even with free tables,
   and an optimistic one, the more so the more contexts there are (with 16 times rans-ctx's
@@ -27,26 +27,25 @@ than the held-out rans-ctx contexts on int8-ref), so the two columns bracket wha
 can give rather than pin it. It then sets each Must-show target of the issue (from bench/results/coders.json: rans-ctx's and
 the outside coders' bytes, measured there) against those floors.
 
-Run: python bench/coders_floor.py [--sets int8-ref,int6-sdclip,int6-gptq] [--cache DIR]
+Run: python -m bench.studies.coders_floor [--sets int8-ref,int6-sdclip,int6-gptq] [--cache DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from coders_codes import _cond_entropy, code_set, width_contexts  # noqa: E402
-from machine import machine_description  # noqa: E402
+from bench.code_sets import code_set
+from bench.studies.coders_codes import cond_entropy, width_contexts
+from bench.machine import machine_description
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 CHECKPOINT = SHARED / "checkpoints" / "ref_sp1024_9x512.pt"
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 PARENT_WEIGHT = 8.0
 OUTSIDE = ("ZPAQ level 5 (1 thread), column-major", "brotli-11, column-major",
            "DeepCABAC (nncodec 2.1.3), column-major")
@@ -94,7 +93,7 @@ def floors(codes: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
         parent, ctxs = _contexts(q)
         for name, ctx in ctxs.items():
             row = out.setdefault(name, {"in_sample": 0.0, "held_out": 0.0})
-            row["in_sample"] += _cond_entropy(ctx, idx, a)
+            row["in_sample"] += cond_entropy(ctx, idx, a)
             row["held_out"] += _held_out(ctx, parent, idx, fold, a)
     return out
 
@@ -143,7 +142,7 @@ def targets(measured: dict, set_name: str) -> tuple[list[dict], int, int]:
 
 
 def markdown(res: dict) -> str:
-    lines = ["# How far below rans-ctx can a context model go? (bench/coders_floor.py)", "",
+    lines = ["# How far below rans-ctx can a context model go? (bench/studies/coders_floor.py)", "",
              f"Machine: {res['machine']}", "", __doc__.split("\n\n", 1)[1].split("Run:")[0].strip(), ""]
     for set_name, r in res["sets"].items():
         ctx = r["rans_ctx"]
