@@ -41,8 +41,12 @@ _REGEX_CHARS = re.compile(r"[\\()\[\]{}.*+?|^$]")
 
 
 def register_method(pattern: str, factory: Callable[[re.Match], "Method"], summary: str,
-                    readable: str | None = None, example: str | None = None) -> None:
+                    readable: str | None = None, example: str | None = None,
+                    candidates: Callable | None = None) -> None:
     """Register a method family. ``pattern`` must match the whole name (e.g. ``int([2-8])-rtn``).
+
+    ``candidates``: the family's ``fn(kind) -> [method names]`` for the budget solver (the same as a
+    ``register_candidates(fn)`` call); without it the solver never offers the family.
 
     ``readable`` (the pattern as a person writes it) and ``example`` (a name it accepts) default to
     ones read off simple patterns: ``int([2-8])-rtn([-+].*)?`` -> ``int<2-8>-rtn[<mods>]``, ``int8-rtn``."""
@@ -54,6 +58,8 @@ def register_method(pattern: str, factory: Callable[[re.Match], "Method"], summa
     if not regex.fullmatch(example):
         raise ValueError(f"method pattern {pattern!r} does not match its example {example!r}")
     _METHOD_FAMILIES.append(MethodFamily(regex, factory, summary, readable, example))
+    if candidates is not None:
+        register_candidates(candidates)
 
 
 def _split_mods(pattern: str) -> tuple[str, bool]:

@@ -5,8 +5,8 @@ signs of its weights and one scale, the row's mean |w|), exists only in this fil
 nothing else, it packs, unpacks (on the CPU and through the device path), decodes in a generated
 submission decoder, is listed by ``pgc methods``, and every caller that asks a method what it is
 (unpack's device path, QAT, ``lqer_targets``) treats it by its declared attributes. The budget
-solver offers a method only where its family also registers candidates (``register_candidates``):
-one more line, shown last.
+solver offers a method only where its family says for which tensors: the same one line with
+``candidates=``, shown last.
 """
 
 from __future__ import annotations
@@ -63,6 +63,16 @@ def sign_registered(monkeypatch):
         monkeypatch.setattr(registry, table, list(getattr(registry, table)))
     monkeypatch.setattr(registry, "_METHOD_CACHE", dict(registry._METHOD_CACHE))
     registry.register_method("sign", lambda m: Sign(), SUMMARY)  # the one registration line
+
+
+@pytest.fixture
+def sign_with_candidates(monkeypatch):
+    """As ``sign_registered``, but the one line also names the tensors the solver may offer it for."""
+    registry._load_builtins()
+    for table in ("_METHOD_FAMILIES", "_CANDIDATES"):
+        monkeypatch.setattr(registry, table, list(getattr(registry, table)))
+    monkeypatch.setattr(registry, "_METHOD_CACHE", dict(registry._METHOD_CACHE))
+    registry.register_method("sign", lambda m: Sign(), SUMMARY, candidates=lambda k: ["sign"] if k.is_matrix else [])
 
 
 def _state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -139,15 +149,20 @@ def test_callers_ask_the_method_not_its_name(sign_registered):
     assert context_for(sd, "sign", {"w": X.T @ X}).hessians == {}
 
 
-def test_the_solver_offers_it_once_it_registers_candidates(sign_registered):
+def test_the_solver_offers_it_only_with_candidates(sign_registered):
+    from pgcompress.budget.table import tensor_kind
+
+    kind = tensor_kind("w", _state_dict(3)["w"], QuantContext())
+    assert "sign" not in registry.candidate_methods(kind)
+
+
+def test_the_solver_offers_it_when_its_one_line_names_candidates(sign_with_candidates):
     from pgcompress.budget import pack_to_budget, prepare
     from pgcompress.budget.accounting import Accounting
     from pgcompress.budget.table import tensor_kind
 
     sd = _state_dict(3)
     kind = tensor_kind("w", sd["w"], QuantContext())
-    assert "sign" not in registry.candidate_methods(kind)
-    registry.register_candidates(lambda k: ["sign"] if k.is_matrix else [])  # the second line
     assert "sign" in registry.candidate_methods(kind)
     prep = prepare(sd, methods=["sign", "int8-ref", "fp16", "raw"])
     assert "sign" in [c.method for c in prep.table.rows[0].all]

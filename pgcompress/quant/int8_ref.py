@@ -16,7 +16,7 @@ import torch
 from pgcompress.errors import FormatError
 from pgcompress.quant.base import Encoded, Method, QuantContext, TensorKind
 from pgcompress.quant.streams import check_stream
-from pgcompress.registry import register_candidates, register_method
+from pgcompress.registry import register_method
 
 CLIP_Q = 99.99984 / 100.0
 _TORCH_QUANTILE_MAX_NUMEL = 1 << 24  # torch.quantile refuses larger inputs
@@ -113,6 +113,6 @@ def int8_ref_candidates(kind: TensorKind) -> list[str]:
     return ["int8-ref"] if kind.is_matrix and len(kind.shape) == 2 else []
 
 
-register_candidates(int8_ref_candidates)
 register_method("int8-ref", lambda m: Int8Ref(),
-                "the challenge's reference per-row int8 export, bit-exact (clip q=0.9999984)")
+                "the challenge's reference per-row int8 export, bit-exact (clip q=0.9999984)",
+                candidates=int8_ref_candidates)

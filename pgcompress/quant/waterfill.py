@@ -41,7 +41,7 @@ from pgcompress.quant.base import Encoded, Method, QuantContext, TensorKind
 from pgcompress.quant.gptq import GPTQ, slice_hessians
 from pgcompress.quant.grid import as_matrix, matrix_dims
 from pgcompress.quant.streams import check_stream
-from pgcompress.registry import register_candidates, register_method
+from pgcompress.registry import register_method
 
 ZMAX = 2047  # codes in [-ZMAX, ZMAX]: the context coders' alphabet is under 4096 symbols
 # A column's step is at least its largest |w| / (CODE_CAP * 2^(B - 3.5)) at nominal rate B: the few
@@ -306,9 +306,8 @@ def wf_candidates(kind: TensorKind) -> list[str]:
     return [f"wf{b:g}{suffix}" for b in LADDER]
 
 
-register_candidates(wf_candidates)
 register_method(PATTERN, lambda m: WaterfillMethod(m.group(0)),
                 "unequal-rate (waterfilled) columns: steps c * U_ii from the Hessian's Cholesky factor, "
                 "successive cancellation, LMMSE shrinkage, entropy-coded codes; B = nominal bits per weight; "
                 "-kfac: rows weighted by output sensitivity (needs a calibration with gradients)",
-                readable="wf<B>[-kfac]", example="wf3.5")
+                readable="wf<B>[-kfac]", example="wf3.5", candidates=wf_candidates)
