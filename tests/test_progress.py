@@ -71,6 +71,36 @@ def test_a_long_loop_logs_its_eta_at_most_every_interval(log, monkeypatch):
     assert len(out) == 5
 
 
+def test_eta_is_elapsed_over_work_done_times_work_left():
+    assert prog.eta_seconds(10.0, 2, 10) == 40.0  # every unit the same
+    assert prog.eta_seconds(4.0, 2, 10, work=lambda n: n * n) == 96.0  # 4 of 100 work done in 4 s
+    assert prog.eta_seconds(3.0, 0, 10) is None
+
+
+def test_a_counter_with_growing_unit_costs_logs_an_honest_eta(log, monkeypatch):
+    stream, clock = log
+    monkeypatch.setattr(prog, "LOG_EVERY_S", 0.0)
+    with prog.progress_counter("self-generate", 10, unit="tok", work=lambda n: n * n) as bar:
+        for k in range(1, 11):
+            clock.now += 2 * k - 1  # unit k costs k^2 - (k-1)^2 seconds: 100 s in all
+            bar.update(1)
+    out = lines(stream)
+    # after unit k, k^2 s have passed and 100 - k^2 remain: the ETA says exactly that
+    assert out[1] == "[    1.0s] self-generate: 1/10 tok, ETA 99s"
+    assert out[2] == "[    4.0s] self-generate: 2/10 tok, ETA 96s"  # a constant rate would say 16s
+    assert out[5] == "[   25.0s] self-generate: 5/10 tok, ETA 75s"
+    assert out[-1] == "[  100.0s] self-generate: 10/10 tok done in 100.0s"
+
+
+def test_a_terminal_bar_with_work_fills_by_work_and_shows_the_count(monkeypatch):
+    err = _Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    with prog.progress_counter("self-generate", 10, unit="tok", work=lambda n: n * n) as bar:
+        bar.update(5)
+        assert bar.bar.n == 25 and bar.bar.total == 100
+    assert "self-generate: 0/10 tok" in err.getvalue()  # the count in units, drawn at the start
+
+
 def test_a_failed_stage_logs_no_done_line(log):
     stream, _ = log
     with pytest.raises(ValueError):
