@@ -128,13 +128,11 @@ def test_the_cached_stepper_matches_the_full_forward():
 def test_context_lengths_and_the_work_curve():
     assert context_lengths(6, None) == [1, 2, 3, 4, 5]
     assert context_lengths(6, 3) == [1, 2, 3, 3, 3]
-    cost = StepCost(a=0.5, b=2.0)
     ctx = context_lengths(5, 2)  # [1, 2, 2, 2]
-    work = work_curve(ctx, n_seqs=3, batch_seqs=2, cost=cost)  # a batch of 2, then one of 1
-    per_seq = [0.5 + 2.0 * c for c in ctx]  # 2.5, 4.5, 4.5, 4.5
-    assert work(0) == 0.0 and work(2) == 2 * 2.5 and work(4) == 2 * (2.5 + 4.5)
-    assert work(8) == 2 * sum(per_seq) and work(9) == 2 * sum(per_seq) + 2.5
-    assert work(12) == 3 * sum(per_seq) == cost.seconds(3, ctx)
+    work = work_curve(ctx, n_seqs=3, batch_seqs=2)  # a batch of 2, then one of 1: token-forwards run
+    assert [work(n) for n in (0, 2, 4, 6, 8)] == [0, 2 * 1, 2 * 3, 2 * 5, 2 * 7]
+    assert [work(n) for n in (9, 10, 11, 12)] == [14 + 1, 14 + 3, 14 + 5, 14 + 7]
+    assert StepCost(0.5, 2.0).seconds(3, ctx) == 3 * (4 * 0.5 + 2.0 * 7)
 
 
 def test_fit_count_halves_to_the_target_and_stops_at_the_floor():

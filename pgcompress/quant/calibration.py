@@ -127,9 +127,9 @@ def calibration_tokens(model: nn.Module, cfg: CalibConfig) -> torch.Tensor:
 
 
 def _user_selfgen(model: nn.Module, cfg: CalibConfig) -> torch.Tensor:
-    """A user's model samples through a sliding window; its cost is probed (for the ETA, the log line
-    and, with selfgen_target_s, the count) only where someone reads it or a count depends on it."""
-    n, cost = cfg.selfgen, None
+    """A user's model samples through a sliding window; its cost is probed (for the log line's
+    estimate and, with selfgen_target_s, the count) only where someone reads it or a count depends on it."""
+    n = cfg.selfgen
     contexts = context_lengths(cfg.seq_len, cfg.selfgen_window)
     if cfg.progress or cfg.selfgen_target_s is not None:
         cost = probe_cost(model, min(n, SELFGEN_BATCH), max(contexts))
@@ -143,7 +143,7 @@ def _user_selfgen(model: nn.Module, cfg: CalibConfig) -> torch.Tensor:
              f"of at most the {max(contexts)} before it; estimated {estimate} on this machine{sized}",
              enabled=cfg.progress)
     return selfgen_tokens(model, n, cfg.seq_len, cfg.temperature, cfg.seed, SELFGEN_BATCH, progress=cfg.progress,
-                          window=cfg.selfgen_window, cost=cost)
+                          window=cfg.selfgen_window)
 
 
 def _duration(seconds: float) -> str:

@@ -22,11 +22,12 @@ Two samplers, because what a step costs depends on what we know of the model:
   two seeds of full-prefix sampling are apart.
 
 The ETA: a windowed step's cost grows with its context until the window is full (a full-prefix
-one's forever), so a constant-rate ETA reads low. ``StepCost`` models a step as ``a + b * context``
-seconds a sequence, fitted from timed forwards (``probe_cost``), and the progress counter is given
-the cumulative cost (``work_curve``) so that its ETA is elapsed / predicted-done x predicted-left.
-The same model sizes the default: ``fit_count`` keeps the largest of n, n/2, ... (not below
-MIN_SELFGEN) whose estimate fits a time target.
+one's forever), so a constant-rate ETA reads low; but on a loaded CPU a step's fixed costs can
+dominate. So the progress counter is given the token-forwards of every step (``work_curve``) and
+fits seconds = a x steps + b x token-forwards to the steps timed so far (``progress.EtaFit``).
+Before sampling, ``StepCost`` (the same a + b x context, fitted from a few timed forwards by
+``probe_cost``) gives the estimate the log line prints and sizes the default: ``fit_count`` keeps
+the largest of n, n/2, ... (not below MIN_SELFGEN) whose estimate fits a time target.
 """
 
 from __future__ import annotations
@@ -64,16 +65,16 @@ def context_lengths(seq_len: int, window: int | None) -> list[int]:
     return [p + 1 if window is None else min(p + 1, window) for p in range(seq_len - 1)]
 
 
-def work_curve(contexts: list[int], n_seqs: int, batch_seqs: int, cost: StepCost) -> Callable[[int], float]:
-    """tokens sampled -> predicted seconds spent, for the sampler's order (batch by batch, a step
-    of B tokens at a time), as ``progress_counter``'s ``work``."""
-    tokens, seconds = [0], [0.0]
+def work_curve(contexts: list[int], n_seqs: int, batch_seqs: int) -> Callable[[int], float]:
+    """tokens sampled -> token-forwards run to sample them, in the sampler's order (batch by batch,
+    a step of B tokens at a time), as ``progress_counter``'s ``work``."""
+    tokens, forwards = [0], [0]
     for b0 in range(0, n_seqs, batch_seqs):
         B = min(batch_seqs, n_seqs - b0)
         for c in contexts:
             tokens.append(tokens[-1] + B)
-            seconds.append(seconds[-1] + B * (cost.a + cost.b * c))
-    return lambda n: seconds[bisect_right(tokens, n) - 1]
+            forwards.append(forwards[-1] + B * c)
+    return lambda n: float(forwards[bisect_right(tokens, n) - 1])
 
 
 def fit_count(cost: StepCost, n_max: int, contexts: list[int], target_s: float) -> int:
@@ -121,19 +122,19 @@ def probe_cost(model: nn.Module, batch: int, max_context: int, bos: int = BOS_ID
 @torch.no_grad()
 def selfgen_tokens(model: nn.Module, n_seqs: int, seq_len: int, temperature: float = 1.0, seed: int = 1337,
                    batch_seqs: int = 64, bos: int = BOS_ID, progress: bool = False,
-                   window: int | None = DEFAULT_WINDOW, cost: StepCost | None = None) -> torch.Tensor:
+                   window: int | None = DEFAULT_WINDOW) -> torch.Tensor:
     """Sample n_seqs sequences of seq_len tokens (the first is BOS): [n, seq_len] int64.
 
     window: the context a user's model is re-run on at each step (None: the whole prefix, the
     quadratic reference); the built-in GPT samples from its whole prefix with a KV cache whatever it
-    is. cost: the step cost model for the ETA (default: proportional to the context).
-    The progress counter counts sampled tokens (n_seqs * (seq_len - 1)) and advances at every
-    position; for a user's model its ETA weighs each step by its predicted cost."""
+    is. The progress counter counts sampled tokens (n_seqs * (seq_len - 1)) and advances at every
+    position; for a user's model it is also given the token-forwards each step runs, so that its
+    ETA fits a cost per step plus a cost per token of context to the steps timed so far."""
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
     cached = is_reference_gpt(model)
     contexts = context_lengths(seq_len, None if cached else window)
-    work = None if cached else work_curve(contexts, n_seqs, batch_seqs, cost or StepCost())  # cached: steps cost alike
+    work = None if cached else work_curve(contexts, n_seqs, batch_seqs)  # cached steps cost alike
     out = []
     with progress_counter("self-generate", n_seqs * (seq_len - 1), unit="tok", enabled=progress, work=work) as bar:
         for b0 in range(0, n_seqs, batch_seqs):
