@@ -309,6 +309,12 @@ def markdown(res: dict) -> str:
             f"{b['window_worse_hdiff']} of {len(b['rows'])} linears)",
             f"- mean GPTQ error ratio: another seed {b['mean_gptq_err_full_b']:.4f}; windowed "
             f"{b['mean_gptq_err_window_a']:.4f}",
+            "- Read with care: windowed seed A shares its first window + 1 tokens per sequence (and the agreeing "
+            "share above) with full-prefix seed A, so part of its smaller distance is shared draws. What this shows: "
+            "at this sample size the window moves the Hessians less than a change of seed does (and a change of "
+            "seed is itself large: so few tokens make GPTQ several times worse under another sample's Hessian). "
+            "Not run, for time: window and full prefix on independent seeds, each against a third, at the "
+            "default 32 x 1024 / window 128.",
             "",
             "| tensor | dH seed B | dH window | GPTQ err seed B | GPTQ err window |",
             "|---|---|---|---|---|",
@@ -317,7 +323,8 @@ def markdown(res: dict) -> str:
                   f"{r.get('gptq_err_full_b', float('nan')):.4f} | {r.get('gptq_err_window_a', float('nan')):.4f} |"
                   for r in b["rows"]]
         lines.append("")
-    lines.append(f"Re-run: `python -m bench.selfgen_time {res['argv']}`.")
+    cmd = f"python -m bench.selfgen_time {res['argv']}".strip()
+    lines.append(f"Re-run: `{cmd}`.")
     return "\n".join(lines) + "\n"
 
 
