@@ -9,13 +9,14 @@ from pathlib import Path
 import click
 
 from pgcompress.atomic import atomic_write, check_target
-from pgcompress.budget import CHALLENGE_BUDGET, DEFAULT_SELFGEN
+from pgcompress.budget import CHALLENGE_BUDGET, DEFAULT_SELFGEN, DEFAULT_SELFGEN_S
 from pgcompress.budget.accounting import MODES, Accounting
 from pgcompress.checkpoint import load_checkpoint
 from pgcompress.cli.options import echo_json, json_option, plot_or_note
 from pgcompress.errors import BudgetError
 from pgcompress.quant.calibration import CalibConfig
 from pgcompress.quant.policy import MethodSpec
+from pgcompress.quant.selfgen import DEFAULT_WINDOW
 
 
 def default_output(checkpoint: Path) -> Path:
@@ -28,8 +29,12 @@ def calib_options(f, with_model: bool = True):
         click.option("--calib-shards", metavar="GLOB",
                      help="Calibrate on windows of these token shards (train data).  [default: self-generated]"),
         click.option("--calib-selfgen", type=click.IntRange(min=1), metavar="N",
-                     help=f"Calibrate on N sequences the model samples itself (no data needed; the solver's "
-                          f"default is {DEFAULT_SELFGEN})."),
+                     help=f"Calibrate on N sequences the model samples itself (no data needed; the default "
+                          f"is {DEFAULT_SELFGEN}). Cost: the built-in GPT samples with a KV cache, N x "
+                          f"--calib-seq-len token-forwards; a --model-code model has no cache, so each "
+                          f"sampled token re-runs the {DEFAULT_WINDOW} before it, up to {DEFAULT_WINDOW}x that, "
+                          f"and its default N is cut to fit ~{DEFAULT_SELFGEN_S / 60:.0f} minutes on this machine (the N "
+                          f"and the estimate are logged). --calib-shards costs one forward."),
         click.option("--calib-seqs", type=click.IntRange(min=1), default=CalibConfig.seqs, show_default=True,
                      help="Sequences taken from --calib-shards."),
         click.option("--calib-seq-len", type=click.IntRange(min=2), default=CalibConfig.seq_len, show_default=True,
@@ -53,8 +58,10 @@ def calib_config(calib_shards, calib_selfgen, calib_seqs, calib_seq_len, model_c
         raise click.UsageError("use --calib-shards or --calib-selfgen, not both")
     if not (calib_shards or calib_selfgen or model_code or solver):
         return None
+    sized = not (calib_shards or calib_selfgen)  # the default count: fitted to this machine's speed
     return CalibConfig(shards=calib_shards, selfgen=calib_selfgen or (0 if calib_shards else DEFAULT_SELFGEN),
-                       seqs=calib_seqs, seq_len=calib_seq_len, device=device,
+                       selfgen_target_s=DEFAULT_SELFGEN_S if sized else None, seqs=calib_seqs,
+                       seq_len=calib_seq_len, device=device,
                        model_code=None if model_code is None else str(model_code))
 
 

@@ -357,19 +357,20 @@ def tiny_gpt(vocab: int = 64) -> GPT:
 
 
 def test_selfgen_progress_ticks_every_token_with_a_total(monkeypatch):
-    from pgcompress.quant import calibration
+    from pgcompress.quant import selfgen
 
     seen = {"updates": []}
 
     @contextlib.contextmanager
-    def recorder(label, total, unit="it", enabled=True):
-        seen.update(label=label, total=total, enabled=enabled)
+    def recorder(label, total, unit="it", enabled=True, work=None):
+        seen.update(label=label, total=total, enabled=enabled, work=work)
         yield types.SimpleNamespace(update=seen["updates"].append)
 
-    monkeypatch.setattr(calibration, "progress_counter", recorder)
-    tokens = calibration.selfgen_tokens(tiny_gpt(), 5, 9, batch_seqs=2, progress=True)
+    monkeypatch.setattr(selfgen, "progress_counter", recorder)
+    tokens = selfgen.selfgen_tokens(tiny_gpt(), 5, 9, batch_seqs=2, progress=True)
     assert tokens.shape == (5, 9)
     assert seen["label"] == "self-generate" and seen["enabled"] and seen["total"] == 5 * 8
+    assert seen["work"] is None  # KV-cached steps cost alike: a plain rate
     assert seen["updates"] == [2] * 8 + [2] * 8 + [1] * 8  # every position of every batch (2, 2, 1 sequences)
 
 

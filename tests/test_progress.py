@@ -71,6 +71,55 @@ def test_a_long_loop_logs_its_eta_at_most_every_interval(log, monkeypatch):
     assert len(out) == 5
 
 
+def test_eta_without_work_is_elapsed_over_done_times_left():
+    eta = prog.EtaFit(10)
+    assert eta.left() is None
+    eta.add(2, 6.0)
+    eta.add(1, 4.0)
+    assert eta.left() == 10.0 / 3 * 7
+
+
+def test_eta_fit_learns_a_cost_per_unit_and_per_unit_of_work():
+    eta = prog.EtaFit(10, work=lambda n: n * (n + 1) / 2)  # unit k needs k units of work
+    for k in range(1, 5):
+        eta.add(1, 0.5 + 0.25 * k)  # 0.5 s a unit + 0.25 s a unit of work
+    assert eta.rates() == pytest.approx((0.5, 0.25))
+    assert eta.left() == pytest.approx(0.5 * 6 + 0.25 * (55 - 10))  # units 5..10: 6 units, 45 work
+
+
+def test_eta_fit_never_uses_a_negative_cost():
+    eta = prog.EtaFit(4, work=lambda n: {0: 0.0, 1: 1.0, 2: 3.0, 4: 10.0}[n])  # times fall as work rises:
+    eta.add(1, 2.0)  # a + b = 2
+    eta.add(1, 1.0)  # a + 2b = 1: b = -1 is no cost
+    a, b = eta.rates()
+    assert (a, b) == (1.5, 0.0)  # per unit only: a smaller squared error than per work only
+    assert eta.left() == 3.0
+
+
+def test_a_counter_with_growing_unit_costs_logs_an_honest_eta(log, monkeypatch):
+    stream, clock = log
+    monkeypatch.setattr(prog, "LOG_EVERY_S", 0.0)
+    with prog.progress_counter("self-generate", 10, unit="tok", work=lambda n: n * n) as bar:
+        for k in range(1, 11):
+            clock.now += 2 * k - 1  # unit k costs its work, k^2 - (k-1)^2 seconds: 100 s in all
+            bar.update(1)
+    out = lines(stream)
+    # from the second unit on the fit has the cost per unit of work: k^2 s passed, 100 - k^2 left
+    assert out[2] == "[    4.0s] self-generate: 2/10 tok, ETA 96s"  # a constant rate would say 16s
+    assert out[5] == "[   25.0s] self-generate: 5/10 tok, ETA 75s"
+    assert out[-1] == "[  100.0s] self-generate: 10/10 tok done in 100.0s"
+
+
+def test_a_terminal_bar_with_work_shows_the_fitted_eta(monkeypatch):
+    err = _Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    with prog.progress_counter("self-generate", 10, unit="tok", work=lambda n: n * n) as bar:
+        bar.update(5)
+        assert bar.bar.n == 5 and bar.bar.total == 10 and bar.eta.n == 5
+        bar.set_postfix_str("x")
+    assert "self-generate" in err.getvalue() and "ETA" in err.getvalue()
+
+
 def test_a_failed_stage_logs_no_done_line(log):
     stream, _ = log
     with pytest.raises(ValueError):

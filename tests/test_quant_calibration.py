@@ -54,16 +54,6 @@ def test_tied_head_hessian_equals_an_untied_copy(tiny):
     assert torch.allclose(H_tied["tok_emb.weight"], H_untied["lm_head.weight"], rtol=1e-4, atol=1e-4)
 
 
-def test_kv_cached_sampler_matches_the_full_forward(tiny):
-    sd, model = tiny
-    toks = torch.randint(0, 96, (2, 14), generator=torch.Generator().manual_seed(2))
-    step = C._cached_stepper(model, 2, 14)
-    with torch.no_grad():
-        full = model.forward_logits(toks).reshape(2, 14, -1)
-        for pos in range(14):
-            assert torch.allclose(step(toks[:, pos], pos), full[:, pos], atol=1e-5)
-
-
 def test_selfgen_is_seeded_and_starts_with_bos(tiny):
     _, model = tiny
     a = C.selfgen_tokens(model, 3, 9, seed=5, batch_seqs=2)

@@ -25,6 +25,7 @@ from pgcompress.quant.calibration import CalibConfig
 
 CHALLENGE_BUDGET = 16_000_000
 DEFAULT_SELFGEN = 32  # sequences the model samples itself when no shards are given
+DEFAULT_SELFGEN_S = 180.0  # a user's model (no KV cache) samples fewer, to fit about this many seconds
 FISHER_SEQS = 16  # calibration sequences that also get a backward pass (output sensitivities)
 
 

@@ -4,8 +4,9 @@ GPTQ/LQER, keyed by state-dict name.
 - ``--calib-shards GLOB``: evenly spaced windows of ``seq_len`` tokens from the shards (challenge
   format), deterministic;
 - ``--calib-selfgen N``: the model samples N sequences from BOS (no data needed, so legal at eval
-  time in the challenge). The built-in reference GPT samples with a KV cache; any other model by
-  re-running the full prefix.
+  time in the challenge; ``selfgen.py``). The built-in reference GPT samples with a KV cache; a
+  user's model re-runs a sliding window of its last ``selfgen_window`` tokens at each step, and
+  with ``selfgen_target_s`` set (the CLI's default) N is cut to fit that many seconds here.
 
 The model is the eval subsystem's built-in reference GPT (or, with ``model_code``, the user's
 train_gpt.py model), run in fp32. A tied embedding gets the output head's Hessian (inputs = the
@@ -24,18 +25,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from pgcompress.errors import DataError
-from pgcompress.progress import progress_bar, progress_counter
+from pgcompress.progress import note, progress_bar
 from pgcompress.quant import calib_model
 from pgcompress.quant.calib_stats import CalibStats, collect_stats
 from pgcompress.quant.hessians import HessianCollector
+from pgcompress.quant.selfgen import BOS_ID  # noqa: F401  (calibration's sequences start with it)
+from pgcompress.quant.selfgen import (DEFAULT_WINDOW, context_lengths, fit_count, is_reference_gpt, probe_cost,
+                                      selfgen_tokens)
 
-BOS_ID = 1
+SELFGEN_BATCH = 64  # sequences sampled per forward
 
 
 @dataclass
 class CalibConfig:
     shards: str | None = None  # glob of train shards
     selfgen: int = 0  # sequences to sample from the model (used when shards is None)
+    selfgen_window: int = DEFAULT_WINDOW  # context a user's model is re-run on per sampled token
+    selfgen_target_s: float | None = None  # set: a user's model samples at most selfgen, fewer to fit this
     seqs: int = 64  # sequences taken from the shards
     seq_len: int = 1024
     batch_seqs: int = 8  # sequences per forward (memory: activations of batch_seqs * seq_len tokens)
@@ -104,94 +110,6 @@ def _forward(model: nn.Module, x: torch.Tensor) -> None:
         model(x)
 
 
-@torch.no_grad()
-def selfgen_tokens(model: nn.Module, n_seqs: int, seq_len: int, temperature: float = 1.0, seed: int = 1337,
-                   batch_seqs: int = 64, bos: int = BOS_ID, progress: bool = False) -> torch.Tensor:
-    """Sample n_seqs sequences of seq_len tokens (the first is BOS): [n, seq_len] int64.
-
-    The progress bar counts sampled tokens (n_seqs * (seq_len - 1)): one batch of sequences can
-    take minutes, so it advances at every position, not once per batch."""
-    device = next(model.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    out = []
-    with progress_counter("self-generate", n_seqs * (seq_len - 1), unit="tok", enabled=progress) as bar:
-        for b0 in range(0, n_seqs, batch_seqs):
-            B = min(batch_seqs, n_seqs - b0)
-            toks = torch.full((B, seq_len), bos, dtype=torch.long, device=device)
-            step = _cached_stepper(model, B, seq_len) if _is_reference_gpt(model) else None
-            for pos in range(seq_len - 1):
-                if step is not None:
-                    logits = step(toks[:, pos], pos)
-                else:
-                    logits = calib_model.next_token_logits(model, toks[:, :pos + 1])
-                probs = torch.softmax(logits.float() / temperature, dim=-1)
-                toks[:, pos + 1] = torch.multinomial(probs, 1, generator=gen)[:, 0]
-                bar.update(B)
-            out.append(toks.cpu())
-    return torch.cat(out)
-
-
-def _is_reference_gpt(model: nn.Module) -> bool:
-    return all(hasattr(model, a) for a in ("tok_emb", "blocks", "skip_weights", "num_encoder", "cfg"))
-
-
-def _cached_stepper(model: nn.Module, B: int, max_len: int):
-    """One-token decode of the reference GPT with a KV cache; mirrors GPT.forward_logits."""
-    from pgcompress.eval.model import rotate
-
-    cfg = model.cfg
-    C = cfg.model_dim
-    p = next(model.parameters())
-    caches = []
-    for block in model.blocks:
-        a = block.attn
-        shape = (B, a.num_kv_heads, max_len, a.head_dim)
-        caches.append((torch.zeros(shape, dtype=p.dtype, device=p.device), torch.zeros(shape, dtype=p.dtype, device=p.device)))
-
-    def attn_step(a, h, pos, cache):
-        q = a.c_q(h).reshape(B, 1, a.num_heads, a.head_dim).transpose(1, 2)  # [B, H, 1, D]
-        k = a.c_k(h).reshape(B, 1, a.num_kv_heads, a.head_dim).transpose(1, 2)
-        v = a.c_v(h).reshape(B, 1, a.num_kv_heads, a.head_dim).transpose(1, 2)
-        q = F.rms_norm(q, (a.head_dim,))
-        k = F.rms_norm(k, (a.head_dim,))
-        cos, sin = a.rotary(max_len, h.device, q.dtype)
-        cos, sin = cos[:, :, pos:pos + 1], sin[:, :, pos:pos + 1]
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-        q = q * a.q_gain.to(q.dtype)[None, :, None, None]
-        K, V = cache
-        K[:, :, pos:pos + 1] = k
-        V[:, :, pos:pos + 1] = v
-        y = F.scaled_dot_product_attention(q, K[:, :, :pos + 1], V[:, :, :pos + 1],
-                                           enable_gqa=a.num_kv_heads != a.num_heads)
-        return a.proj(y.transpose(1, 2).reshape(B, 1, C))
-
-    def block_step(block, x, x0, pos, cache):
-        mix = block.resid_mix.to(x.dtype)
-        x = mix[0][None, None, :] * x + mix[1][None, None, :] * x0
-        x = x + block.attn_scale.to(x.dtype)[None, None, :] * attn_step(block.attn, F.rms_norm(x, (C,)), pos, cache)
-        return x + block.mlp_scale.to(x.dtype)[None, None, :] * block.mlp(F.rms_norm(x, (C,)))
-
-    def step(tok: torch.Tensor, pos: int) -> torch.Tensor:
-        # tok: [B] -> soft-capped logits [B, V]
-        x = F.rms_norm(model.tok_emb(tok)[:, None, :], (C,))
-        x0 = x
-        skips = []
-        n_enc = model.num_encoder
-        for li, block in enumerate(model.blocks[:n_enc]):
-            x = block_step(block, x, x0, pos, caches[li])
-            skips.append(x)
-        for i, block in enumerate(model.blocks[n_enc:]):
-            if skips:
-                x = x + model.skip_weights[i].to(x.dtype)[None, None, :] * skips.pop()
-            x = block_step(block, x, x0, pos, caches[n_enc + i])
-        x = F.rms_norm(x, (C,))[:, 0]
-        logits = F.linear(x, model.tok_emb.weight) if model.lm_head is None else model.lm_head(x)
-        cap = cfg.logit_softcap
-        return cap * torch.tanh(logits / cap)
-
-    return step
-
-
 def calibration_model(state_dict: dict[str, torch.Tensor], device: str = "cpu") -> nn.Module:
     """The built-in reference GPT for this state dict, in fp32 (see ``calib_model.calibration_model``)."""
     return calib_model.calibration_model(state_dict, device)
@@ -200,9 +118,36 @@ def calibration_model(state_dict: dict[str, torch.Tensor], device: str = "cpu") 
 def calibration_tokens(model: nn.Module, cfg: CalibConfig) -> torch.Tensor:
     if cfg.shards:
         return shard_tokens(cfg.shards, cfg.seqs, cfg.seq_len)
+    if cfg.selfgen > 0 and is_reference_gpt(model):  # KV-cached: n x seq_len token steps
+        return selfgen_tokens(model, cfg.selfgen, cfg.seq_len, cfg.temperature, cfg.seed, SELFGEN_BATCH,
+                              progress=cfg.progress)
     if cfg.selfgen > 0:
-        return selfgen_tokens(model, cfg.selfgen, cfg.seq_len, cfg.temperature, cfg.seed, progress=cfg.progress)
+        return _user_selfgen(model, cfg)
     raise DataError("calibration needs --calib-shards GLOB or --calib-selfgen N")
+
+
+def _user_selfgen(model: nn.Module, cfg: CalibConfig) -> torch.Tensor:
+    """A user's model samples through a sliding window; its cost is probed (for the log line's
+    estimate and, with selfgen_target_s, the count) only where someone reads it or a count depends on it."""
+    n = cfg.selfgen
+    contexts = context_lengths(cfg.seq_len, cfg.selfgen_window)
+    if cfg.progress or cfg.selfgen_target_s is not None:
+        cost = probe_cost(model, min(n, SELFGEN_BATCH), max(contexts))
+        if cfg.selfgen_target_s is not None:
+            n = fit_count(cost, n, contexts, cfg.selfgen_target_s)
+        target = None if cfg.selfgen_target_s is None else _duration(cfg.selfgen_target_s)
+        sized = "" if target is None else f" (within the default's ~{target})" if n == cfg.selfgen else \
+            f" ({cfg.selfgen} cut to {n} to fit ~{target}; --calib-selfgen N chooses)"
+        estimate = _duration(cost.seconds(n, contexts))
+        note(f"self-generate: {n} x {cfg.seq_len} tokens through the --model-code model, each drawn from a forward "
+             f"of at most the {max(contexts)} before it; estimated {estimate} on this machine{sized}",
+             enabled=cfg.progress)
+    return selfgen_tokens(model, n, cfg.seq_len, cfg.temperature, cfg.seed, SELFGEN_BATCH, progress=cfg.progress,
+                          window=cfg.selfgen_window)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def calibrate(state_dict: dict[str, torch.Tensor], cfg: CalibConfig) -> dict[str, torch.Tensor]:
@@ -222,5 +167,7 @@ def calibrate_stats(state_dict: dict[str, torch.Tensor], cfg: CalibConfig, fishe
     stats = collect_stats(model, tokens, cfg.batch_seqs, fisher_seqs, progress=cfg.progress)
     n, L = tokens.shape
     origin = "shard" if cfg.shards else "self-generated"
-    stats.source = f"{n} x {L} {origin} tokens, {min(fisher_seqs, n)} with gradients"
+    windowed = not cfg.shards and not is_reference_gpt(model) and L - 1 > cfg.selfgen_window
+    drawn = f" (each drawn given at most the {cfg.selfgen_window} before it)" if windowed else ""
+    stats.source = f"{n} x {L} {origin} tokens{drawn}, {min(fisher_seqs, n)} with gradients"
     return stats
