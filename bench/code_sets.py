@@ -5,7 +5,9 @@ Code sets: every 2-D integer code stream the library's quantizer writes for the 
 (int8-ref; int6-sdclip = SDClip k = 12.85 RTN; int6-gptq = GPTQ on 64 train sequences), or for a
 briefly trained record-shaped model (``brief_model``). bench/studies/coders_codes.py adds study
 rows to the same sets (context-model entropies, the records' pipeline, byte breakdowns); the
-Markdown here renders those rows when the results hold them.
+Markdown here renders those rows when the results hold them. Results measured before rans-ctx and
+rans-ctx3 were merged into rans-ctx2 hold rows for them too; they are rendered as recorded, and every
+"vs" column is against rans-ctx2, which every run has.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def deepcabac(codes: dict[str, np.ndarray]) -> dict:
 
 def pgcompress_coders(codes: dict[str, np.ndarray]) -> dict[str, dict]:
     out = {}
-    for codec in ("rans", "rans-ctx", "rans-ctx2", "rans-ctx3"):
+    for codec in ("rans", "rans-ctx2"):
         c = get_codec(codec)
         tot = {"bytes": 0, "encode_s": 0.0, "decode_s": 0.0}
         for q in codes.values():
@@ -187,12 +189,12 @@ def brief_model(cache: Path | None) -> tuple[dict, dict]:
 
 
 def _targets(r: dict) -> list[str]:
-    """The issue's bars: the best submittable pgcompress coder vs rans-ctx and vs the best
-    column-major brotli-11, DeepCABAC and ZPAQ rows of the same set."""
+    """The issue's bars: the best submittable pgcompress coder vs the best column-major brotli-11,
+    DeepCABAC and ZPAQ rows of the same set (and the records' pipeline, when measured)."""
     pg = {k: v["bytes"] for k, v in r["pgcompress"].items()}
     best_name = min(pg, key=pg.get)
     best = pg[best_name]
-    rivals = {"rans-ctx": pg["rans-ctx"]}
+    rivals: dict[str, int] = {}
     rec = r.get("record_pipeline", {})
     extra = [("record pipeline", rec)] if rec.get("bytes") is not None else []
     for label, v in list(r["generic"].items()) + list(r.get("deepcabac", {}).items()) + extra:
@@ -202,14 +204,14 @@ def _targets(r: dict) -> list[str]:
             if label.startswith(family) and (family not in rivals or v["bytes"] < rivals[family]):
                 rivals[family] = v["bytes"]
     lines = [f"Best pgcompress coder: **{best_name}**, {best:,} B: " + "; ".join(
-        f"{best / v - 1:+.2%} vs {k}" + {"rans-ctx": "", "record pipeline": " (its better lrzip setting)"}.get(
+        f"{best / v - 1:+.2%} vs {k}" + {"record pipeline": " (its better lrzip setting)"}.get(
             k, " (best order)") for k, v in rivals.items()) + "."]
     p2 = r.get("rans_ctx2_parts")
     if p2:
         floor = p2["codes, ideal (-log2 p of the model's tables)"]
         lines += ["", f"Floor of this model: its codes alone, at their ideal code length with no side "
-                  f"information, header or lane state, would be {floor:,.0f} B, {floor / pg['rans-ctx'] - 1:+.2%} vs "
-                  f"rans-ctx; rans-ctx2 is {best / floor - 1:+.2%} above that floor."]
+                  f"information, header or lane state, would be {floor:,.0f} B; rans-ctx2 is "
+                  f"{pg['rans-ctx2'] / floor - 1:+.2%} above that floor."]
     return lines
 
 
@@ -223,25 +225,18 @@ def markdown(res: dict, machine: str) -> list[str]:
              "Times: one run each, on a shared 2-core machine (other jobs running), so read them as rough.", "",
              "Reading the theory rows: one histogram per column is scored on the ~500-2000 codes it was "
              "fitted to, so part of its lead is small-sample bias; the shuffled control (same estimate, no "
-             "column structure left) measures that part, and 'bias-corrected' below adds it back. Corrected, "
-             "one distribution per column is no better than rans-ctx's row x column width contexts on any "
-             "set. Given those contexts, neighbour magnitudes (left, previous row) add ~0.1% and separate "
-             "row and column widths (2-D) ~0.2%: with no table, lane-state or side-information cost at all, "
-             "the best static model measured is 1.0-1.3% below rans-ctx's blobs, and rans-ctx's own overhead "
-             "(lane states, side information, the Student-t fit) is most of that headroom.", "",
-             "rans-ctx2 (issue #19) keeps rans-ctx's model and cuts that overhead: side indices in the same "
-             "rANS lanes with 4-integer Student-t tables instead of two side blobs, the last steps of each lane "
-             "carried in its initial state, and a leaner decode loop, so a lane carries 2048 codes instead of "
-             "1024 for a decode time near rans-ctx's (CPU seconds below); per matrix, the encoder also picks how "
-             "finely row and column widths are quantized (3-8 steps an octave) by the model's ideal size. Its "
-             "byte breakdown below separates what the model costs (ideal code lengths of its own tables) from "
-             "what the coder adds. The theory rows have no table "
-             "cost and are not bias-corrected, so the gains they show for 2-D and neighbour contexts are upper "
-             "bounds; rans-ctx2 does not use them.", "",
-             "rans-ctx3 is rans-ctx2 with integer row and column centres (rounded means taken out, kept as "
-             "side indices in the same lanes; the encoder keeps none, rows, columns or both by the model's "
-             "size). On this well-trained checkpoint the centres are almost all zero, so it matches "
-             "rans-ctx2; the briefly trained model below is where they pay. The records' per-group pipeline "
+             "column structure left) measures that part, and 'bias-corrected' below adds it back. The theory "
+             "rows have no table cost and are not bias-corrected, so the gains they show for 2-D and "
+             "neighbour contexts over the row x column width contexts are upper bounds.", "",
+             "rans-ctx2 (pgcompress/coding/rans_ctx2.py, model in ctx_model.py) codes each code with a "
+             "Student-t table picked by its row x column width context; side indices go through the same rANS "
+             "lanes, the last steps of each lane ride in its initial state, a lane carries 2048 codes, and the "
+             "encoder picks per matrix how finely widths are quantized (3-8 steps an octave) and whether to "
+             "take out integer row and/or column centres (rounded means), by the model's ideal size. Its byte "
+             "breakdown (a study row) separates what the model costs (ideal code lengths of its own tables) "
+             "from what the coder adds. Sets measured before the merge also hold rans-ctx (the first context "
+             "codec: fixed width steps, side blobs, 1024 codes a lane) and rans-ctx3 (rans-ctx2 with centres, "
+             "which rans-ctx2 now writes, 1 B smaller). The records' per-group pipeline "
              "is bench/studies/record_pipeline.py (written here from PR #1855's description), on the same codes. "
              "The '16384 codes a lane' ablation sizes what lanes shared across all of an artifact's matrices "
              "could save in lane states; decoding one matrix at a time it would take 8x the decode steps, "
@@ -270,9 +265,9 @@ def set_sections(res: dict) -> list[str]:
     lines = []
     for kind, r in res.items():
         n = r["params"]
-        ref = r["pgcompress"]["rans-ctx"]["bytes"]
+        ref = r["pgcompress"]["rans-ctx2"]["bytes"]
         lines += [f"## {kind} ({r['matrices']} matrices, {n:,} codes)", "",
-                  "| model / coder | bytes | bits/code | vs rans-ctx | encode s | decode s |",
+                  "| model / coder | bytes | bits/code | vs rans-ctx2 | encode s | decode s |",
                   "|---|---:|---:|---:|---:|---:|"]
 
         def row(label, b, te=None, td=None):
@@ -309,13 +304,14 @@ def set_sections(res: dict) -> list[str]:
         for label, v in ({} if "note" in d else d).items():
             row(label, v["bytes"], v["encode_s"], v["decode_s"])
         if "rans_ctx_parts" in r:
-            lines += ["", "rans-ctx's bytes: " + "; ".join(f"{k} {v:,} ({v / ref:.2%})"
+            ctx_total = sum(r["rans_ctx_parts"].values())  # recorded before the merge
+            lines += ["", "rans-ctx's bytes: " + "; ".join(f"{k} {v:,} ({v / ctx_total:.2%})"
                                                           for k, v in r["rans_ctx_parts"].items()) + "."]
         if "rans_ctx2_parts" in r:
             p2 = dict(r["rans_ctx2_parts"])
             n_lanes = p2.pop("lanes")
             lines += ["", f"rans-ctx2's bytes ({n_lanes:,} lanes): " + "; ".join(
-                f"{k} {v:,.0f} ({v / ref:.2%} of rans-ctx)" for k, v in p2.items()) + "."]
+                f"{k} {v:,.0f} ({v / ref:.2%})" for k, v in p2.items()) + "."]
         if cpu:
             lines += ["", "Decode CPU seconds (process time, each matrix decoded twice more, best of the two, summed): "
                       + "; ".join(f"{k} {v:.2f}" for k, v in cpu.items()) + "."]

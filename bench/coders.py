@@ -4,7 +4,7 @@ Payloads (codes + fp16 scales + fp32 passthrough, raw bytes concatenated in key 
 int8-ref (the reference export's codes, via pgcompress.quant.int8_ref) and per-row RTN int6,
 int5, int4 (clip = row absmax, fp16 scale = absmax / qmax, q = round(w / scale_fp32)).
 For each: generic codecs on the raw payload, the records' byte-shuffle + brotli-11, ``lrzip -z``
-(when installed), and pgcompress's per-stream coding (codes with rans / rans-ctx, scales and
+(when installed), and pgcompress's per-stream coding (codes with rans / rans-ctx2, scales and
 passthrough with the best submittable byte codec), plus order-0 entropies and coder timings.
 
     python -m bench.coders [--ckpt PATH] [--payloads int8-ref,int6] [--no-slow]
@@ -19,7 +19,9 @@ rows added (context-model entropies, the records' pipeline, byte breakdowns).
 
 ``--artifacts int6-sdclip,int8-ref`` packs the shared checkpoint with each method (codec auto,
 submittable), generates its submission decoder and times ``decode(data)`` in a child process with one
-thread (wall and CPU seconds, best of 3), checking the result against ``unpack`` bit for bit.
+thread (wall and CPU seconds, best of 3), checking the result against ``unpack`` bit for bit. coders.json
+may also hold rows measured before the first context codec (rans-ctx) and rans-ctx3 were merged into
+rans-ctx2; write_md renders them as recorded, and no mode measures them again.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import torch
 
 from pgcompress.coding.base import StreamInfo, stream_info_for
 from pgcompress.coding.choose import choose_codec
+from pgcompress.coding.rans_core import read_uvarint, read_uvarints
 from pgcompress.quant.int8_ref import quantize_rows
 from pgcompress.registry import get_codec
 
@@ -134,8 +137,8 @@ def timed(fn, repeat=3):
 
 def code_streams(items, slow: bool) -> dict:
     """Per stream: the coded size with each codec for the codes; best submittable for the rest."""
-    per_codec = {"rans": 0, "rans-ctx": 0, "rans-ctx2": 0, "bitpack": 0, "brotli (per stream)": 0}
-    times = {"rans": [0.0, 0.0], "rans-ctx": [0.0, 0.0], "rans-ctx2": [0.0, 0.0]}
+    per_codec = {"rans": 0, "rans-ctx2": 0, "bitpack": 0, "brotli (per stream)": 0}
+    times = {"rans": [0.0, 0.0], "rans-ctx2": [0.0, 0.0]}
     rows, other, entropy_tensor, auto = [], 0, 0.0, 0
     for name, role, arr in items:
         if role != "q":
@@ -145,7 +148,7 @@ def code_streams(items, slow: bool) -> dict:
         flat = arr.reshape(-1)
         info0, infom = stream_info_for(flat), matrix_info(arr)
         sizes = {}
-        for codec, info in (("rans", info0), ("rans-ctx", infom), ("rans-ctx2", infom), ("bitpack", info0)):
+        for codec, info in (("rans", info0), ("rans-ctx2", infom), ("bitpack", info0)):
             c = get_codec(codec)
             blob, te = timed(lambda: c.encode(flat, info), 1)
             out, td = timed(lambda: c.decode(blob, info), 3 if codec != "bitpack" else 1)
@@ -163,7 +166,7 @@ def code_streams(items, slow: bool) -> dict:
         table = _rans_table_bytes(get_codec("rans").encode(flat, info0), a)
         rows.append({"tensor": name, "shape": list(arr.shape), "entropy": round(ent), "table": table,
                      "rans": sizes["rans"], "vs_entropy_plus_table": sizes["rans"] / (ent + table) - 1,
-                     "rans-ctx": sizes["rans-ctx"], "rans-ctx2": sizes["rans-ctx2"]})
+                     "rans-ctx2": sizes["rans-ctx2"]})
         auto += min(sizes.values())
     if not slow:
         per_codec.pop("brotli (per stream)")
@@ -172,8 +175,6 @@ def code_streams(items, slow: bool) -> dict:
 
 
 def _rans_table_bytes(blob: bytes, a: int) -> int:
-    from pgcompress.coding.rans_dec import read_uvarint, read_uvarints
-
     pos = read_uvarint(blob, read_uvarint(blob, 0)[1])[1]
     return read_uvarints(blob, pos, a)[1]
 
@@ -191,27 +192,6 @@ for _ in range(3):
     mod.decode(data)
     print(time.perf_counter() - w, time.process_time() - c, flush=True)
 """
-
-
-def _with_rans_ctx(data: bytes, container) -> bytes:
-    """The same artifact with every rans-ctx2 and rans-ctx3 stream re-encoded with rans-ctx (header
-    otherwise as is)."""
-    from pgcompress import format as fmt
-
-    entries, blobs = [], []
-    for tdict, tensor in zip(container.header["tensors"], container.tensors):
-        tdict = dict(tdict, streams=[])
-        for st in tensor.streams:
-            blob = data[st.offset:st.offset + st.size]
-            entry = dict(st.entry)
-            if st.codec in ("rans-ctx2", "rans-ctx3"):
-                shaped = dataclasses.replace(st.info, shape=tuple(tensor.shape))
-                blob = get_codec("rans-ctx").encode(get_codec(st.codec).decode(blob, shaped), shaped)
-                entry.update(codec="rans-ctx", size=len(blob), crc=zlib.crc32(blob))
-            tdict["streams"].append(entry)
-            blobs.append(blob)
-        entries.append(tdict)
-    return fmt.build({k: v for k, v in container.header.items() if k != "tensors"}, entries, blobs)
 
 
 def _time_decoders(variants: dict[str, tuple[bytes, str]], rounds: int = 2) -> dict[str, tuple[float, float]]:
@@ -240,8 +220,8 @@ def _time_decoders(variants: dict[str, tuple[bytes, str]], rounds: int = 2) -> d
 
 def artifact_decode(sd: dict, methods: list[str], keep: Path | None) -> dict:
     """Pack each method (auto codecs, submittable), generate the decoder, check it against unpack
-    in a child where pgcompress cannot be imported, and time it (one thread) next to the same
-    artifact with rans-ctx in place of rans-ctx2 and rans-ctx3; sizes of the streams by codec."""
+    in a child where pgcompress cannot be imported, and time it (one thread); sizes of the streams
+    by codec."""
     import pgcompress
     from pgcompress import format as fmt
     from pgcompress.submission.decoder import build_decoder
@@ -261,27 +241,19 @@ def artifact_decode(sd: dict, methods: list[str], keep: Path | None) -> dict:
                 n_b[0] += 1
                 n_b[1] += st.size
         src = build_decoder(data)
-        old = _with_rans_ctx(data, container)
-        src_old = build_decoder(old)
-        exact = True
-        for blob, code in ((data, src), (old, src_old)):
-            got, _ = run_isolated(code, blob)
-            want = pgcompress.unpack(blob)
-            exact &= list(got) == list(want) and all(
-                torch.equal(got[k].reshape(-1).view(torch.uint8), want[k].reshape(-1).view(torch.uint8)) for k in want)
+        got, _ = run_isolated(src, data)
+        want = pgcompress.unpack(data)
+        exact = list(got) == list(want) and all(
+            torch.equal(got[k].reshape(-1).view(torch.uint8), want[k].reshape(-1).view(torch.uint8)) for k in want)
         if keep:
             keep.mkdir(parents=True, exist_ok=True)
             (keep / f"{method}.pgc").write_bytes(data)
             (keep / f"{method}_decoder.py").write_text(src)
-        times = _time_decoders({"new": (data, src), "old": (old, src_old)})
+        times = _time_decoders({"new": (data, src)})
         out[method] = {"artifact_bytes": len(data), "pack_s": pack_s, "streams_by_codec": by_codec,
                        "decoder_bytes": len(src.encode()),
                        "decoder_wrapped_bytes": wrap_source(src, "decode_artifact.py").counted_bytes,
                        "decode_wall_s": times["new"][0], "decode_cpu_s": times["new"][1],
-                       "artifact_bytes_with_rans_ctx": len(old),
-                       "decoder_bytes_with_rans_ctx": len(src_old.encode()),
-                       "decoder_wrapped_bytes_with_rans_ctx": wrap_source(src_old, "decode_artifact.py").counted_bytes,
-                       "decode_wall_s_with_rans_ctx": times["old"][0], "decode_cpu_s_with_rans_ctx": times["old"][1],
                        "bit_exact": bool(exact)}
         print(method, out[method], flush=True)
     return out
@@ -304,7 +276,10 @@ def artifacts_md(res: dict, machine: str) -> list[str]:
         lines.append(f"| {method} | {r['artifact_bytes']:,} | {codecs} | {r['decoder_bytes']:,} | "
                      f"{r['decoder_wrapped_bytes']:,} | {r['decode_wall_s']:.2f} | {r['decode_cpu_s']:.2f} | "
                      f"{'bit for bit' if r['bit_exact'] else 'NO'} |")
-    lines += ["", "The same artifacts with rans-ctx in place of rans-ctx2 and rans-ctx3 (each such stream "
+    if not any("artifact_bytes_with_rans_ctx" in r for r in res.values()):
+        return lines + [""]
+    lines += ["", "Recorded before rans-ctx and rans-ctx3 were merged into rans-ctx2 (no longer measured): the same "
+              "artifacts with rans-ctx in place of rans-ctx2 and rans-ctx3 (each such stream "
               "re-encoded with rans-ctx, the rest and the header as packed; its own generated decoder, also checked bit for bit; "
               "the two artifacts' decodes timed taking turns, so they share the machine's load):", "",
               "| method | artifact bytes | with rans-ctx | change | decoder bytes (minified / wrapped alone) "
@@ -349,13 +324,15 @@ def write_md(results: dict, path: Path) -> None:
             f"{k} encode {v[0]:.2f} s, decode {v[1]:.2f} s" for k, v in t.items()) + ".", ""]
     r = results["payloads"].get("int8-ref")
     if r:
+        # payloads measured before the merge into rans-ctx2 hold the first context codec's sizes
+        ctx = "rans-ctx2" if all("rans-ctx2" in row for row in r["per_stream"]) else "rans-ctx"
         lines += ["## Per-stream: order-0 rans vs entropy + table (int8-ref codes)", "",
-                  "| tensor | shape | entropy B | table B | rans B | rans / (entropy + table) - 1 | rans-ctx B |",
+                  f"| tensor | shape | entropy B | table B | rans B | rans / (entropy + table) - 1 | {ctx} B |",
                   "|---|---|---:|---:|---:|---:|---:|"]
         for row in r["per_stream"]:
             lines.append(f"| {row['tensor']} | {'x'.join(map(str, row['shape']))} | {row['entropy']:,} | "
                          f"{row['table']:,} | {row['rans']:,} | {row['vs_entropy_plus_table']:+.3%} | "
-                         f"{row['rans-ctx']:,} |")
+                         f"{row[ctx]:,} |")
         worst = max(row["vs_entropy_plus_table"] for row in r["per_stream"])
         lines += ["", f"Worst stream: {worst:+.3%} (target: within 0.5%)."]
     if "code_sets" in results:
@@ -364,7 +341,7 @@ def write_md(results: dict, path: Path) -> None:
             machine += (f" (pgcompress rows and byte breakdowns re-measured with --add-pgcompress on: "
                         f"{results['code_sets_pgcompress_machine']})")
         if "code_sets_record_machine" in results:
-            machine += (f" (records' pipeline and rans-ctx3 rows added with --add-record on: "
+            machine += (f" (records' pipeline rows (and, before the merge, rans-ctx3's) added with --add-record on: "
                         f"{results['code_sets_record_machine']})")
         lines += [""] + code_sets.markdown(results["code_sets"], machine)
     if "brief_sets" in results:
@@ -374,7 +351,8 @@ def write_md(results: dict, path: Path) -> None:
         lines += [""] + artifacts_md(results["artifacts"], results.get("artifacts_machine", "not recorded"))
     if "artifacts_at_3072_codes_a_lane" in results:
         earlier = results["artifacts_at_3072_codes_a_lane"]
-        lines += ["## Earlier run: rans-ctx2 at 3072 codes a lane (not shipped: slower than rans-ctx)", "",
+        lines += ["## Earlier run: rans-ctx2 at 3072 codes a lane (not shipped: slower than rans-ctx, the first context "
+                  "codec)", "",
                   f"Machine: {earlier['machine']}", "",
                   "| method | artifact bytes | with rans-ctx | decode wall / CPU s | with rans-ctx |",
                   "|---|---:|---:|---:|---:|"]

@@ -10,6 +10,7 @@ that it returns `unpack`'s state dict bit for bit, and time `decode(data)` (best
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -26,7 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 CKPT = REPO.parent / "shared" / "data" / "checkpoints" / "ref_sp1024_9x512.pt"
 METHODS = ["int8-ref", "int6-rtn"]
 
+
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     sd = pgcompress.load_checkpoint(CKPT)
     machine = machine_description()
     rows = []

@@ -10,7 +10,7 @@ from pgcompress.coding.base import StreamInfo, stream_info_for
 
 
 def matrix_info(q: np.ndarray) -> StreamInfo:
-    """StreamInfo of a 2-D integer matrix, carrying its shape (what ``rans-ctx`` needs)."""
+    """StreamInfo of a 2-D integer matrix, carrying its shape (what ``rans-ctx2`` needs)."""
     base = stream_info_for(q.reshape(-1))
     if "shape" in {f.name for f in dataclasses.fields(StreamInfo)}:
         return dataclasses.replace(base, shape=tuple(q.shape))

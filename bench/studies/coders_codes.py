@@ -1,6 +1,6 @@
 """Study rows for the code-set comparison (bench/code_sets.py): context-model entropies (theory),
-the records' per-group pipeline (bench/studies/record_pipeline.py), and where rans-ctx's and
-rans-ctx2's bytes go, with rans-ctx2 ablations. Writes its rows into bench/results/coders.{md,json}
+the records' per-group pipeline (bench/studies/record_pipeline.py), and where rans-ctx2's bytes go,
+with rans-ctx2 ablations. Writes its rows into bench/results/coders.{md,json}
 beside the product's (the Markdown is bench/coders.py's).
 
     python -m bench.studies.coders_codes --code-sets int8-ref,int6-sdclip,int6-gptq [--cache DIR]
@@ -29,8 +29,11 @@ from bench.code_sets import code_set, deepcabac, pgcompress_coders
 from bench.coders import CKPT, REPO, write_md
 from bench.machine import machine_description
 from bench.studies.record_pipeline import record_pipeline
+import pgcompress.coding.ctx_model as ctx_model
+import pgcompress.coding.rans_core as rans_core
+import pgcompress.coding.rans_ctx2 as rans_ctx2
 from pgcompress.coding.base import stream_info_for
-from pgcompress.coding.rans_ctx import _log_widths
+from pgcompress.coding.ctx_model import log_widths
 from pgcompress.registry import get_codec
 
 
@@ -44,11 +47,11 @@ def cond_entropy(ctx: np.ndarray, idx: np.ndarray, a: int) -> float:
 
 
 def width_contexts(q: np.ndarray) -> dict[str, np.ndarray]:
-    """q: [R, C] int64 codes -> flat [R * C] context indices: "t" rans-ctx's (row + column
-    log-width, 0..63), "two_d" row width x column width, "left" / "up" the magnitude of the left
+    """q: [R, C] int64 codes -> flat [R * C] context indices: "t" the context codec's (row + column
+    log-width at 4 steps an octave, 0..63), "two_d" row width x column width, "left" / "up" the magnitude of the left
     neighbour / of the same column in the previous row in 4 buckets (0.3, 0.8, 1.5 x the RMS)."""
     r, c = q.shape
-    ia, jb = _log_widths(q)
+    ia, jb = log_widths(q)
     t = np.clip(ia[:, None] + jb[None, :] - (ia.min() + jb.min()), 0, 63)
     rms = float(np.sqrt((q.astype(np.float64) ** 2).mean())) or 1.0
     edges = np.array([0.3, 0.8, 1.5]) * rms
@@ -81,50 +84,18 @@ def theory(codes: dict[str, np.ndarray]) -> dict[str, float]:
             cond_entropy(cols, idx[rng.permutation(idx.size)], a))
         ctx = width_contexts(q)
         t = ctx["t"]
-        add("row x column width (rans-ctx's contexts)", cond_entropy(t, idx, a))
+        add("row x column width (rans-ctx2's contexts, 4 width steps an octave)", cond_entropy(t, idx, a))
         add("row width x column width, 2-D", cond_entropy(ctx["two_d"], idx, a))
         for label, key in (("left neighbour", "left"), ("previous row, same column", "up")):
-            add(f"rans-ctx's contexts x |{label}| (4 buckets)", cond_entropy(t * 4 + ctx[key], idx, a))
+            add(f"row x column width x |{label}| (4 buckets)", cond_entropy(t * 4 + ctx[key], idx, a))
     return tot
-
-
-def rans_ctx_parts(codes: dict[str, np.ndarray]) -> dict[str, int]:
-    """Where rans-ctx's bytes go (summed over matrices), read from its blobs (layout in rans_ctx)."""
-    from pgcompress.coding.rans_dec import read_uvarint
-
-    parts = {"model (sb, e, K, R, C, t0, widths)": 0, "side information (row and column width indices)": 0,
-             "lane states (4 B a lane, one lane per 1024 codes)": 0, "rANS words": 0}
-    keys = list(parts)
-    for q in codes.values():
-        flat = q.reshape(-1)
-        blob = get_codec("rans-ctx").encode(flat, dataclasses.replace(stream_info_for(flat), shape=tuple(q.shape)))
-        pos, head = 0, []
-        for _ in range(6):
-            value, pos = read_uvarint(blob, pos)
-            head.append(value)
-        for _ in range(head[2]):
-            pos = read_uvarint(blob, pos)[1]
-        parts[keys[0]] += pos
-        side = pos
-        for _ in range(2):
-            pos = read_uvarint(blob, pos)[1]
-            size, pos = read_uvarint(blob, pos)
-            pos += size
-        parts[keys[1]] += pos - side
-        lanes, p = read_uvarint(blob, pos)
-        nwords, p = read_uvarint(blob, p)
-        parts[keys[2]] += 4 * lanes
-        parts[keys[3]] += len(blob) - pos - 4 * lanes
-    return parts
 
 
 def rans_ctx2_parts(codes: dict[str, np.ndarray]) -> dict[str, float]:
     """Where rans-ctx2's bytes go (summed over matrices): its header, the model's ideal code length
     of the side indices and of the codes (sum of -log2 p with the integer tables), and the rest of
-    the rANS body (lane states, rounding) as coder overhead."""
-    from pgcompress.coding.rans_ctx2 import fit_model, lanes_for
-    from pgcompress.coding.rans_dec import read_uvarint
-
+    the rANS body (lane states, rounding) as coder overhead. The model is the one whose blob the
+    codec keeps (the smaller of the widths model and the centred one)."""
     parts = {"header (model, side tables, lane and word counts)": 0.0, "side indices, ideal": 0.0,
              "codes, ideal (-log2 p of the model's tables)": 0.0, "coder overhead (lane states, rounding)": 0.0}
     keys = list(parts)
@@ -132,39 +103,44 @@ def rans_ctx2_parts(codes: dict[str, np.ndarray]) -> dict[str, float]:
     for q in codes.values():
         flat = q.reshape(-1)
         blob = get_codec("rans-ctx2").encode(flat, dataclasses.replace(stream_info_for(flat), shape=tuple(q.shape)))
-        model = fit_model(q, int(q.min()), int(q.max()))
+        n_lanes = rans_core.lanes_for(q.size, rans_ctx2.SYMBOLS_PER_LANE)
+        fits = [(len(rans_ctx2.encode_model(m, n_lanes)), m)
+                for m in rans_ctx2.RansCtx2Codec().models(q, int(q.min()), int(q.max()))]
+        size, model = min(fits, key=lambda t: t[0])  # ties: the first, as the codec keeps
+        assert size == len(blob), "rans-ctx2 kept another model than the one measured"
         pos = 0
-        for _ in range(len(model.head) + 2):
-            pos = read_uvarint(blob, pos)[1]
+        for _ in range(len(model.head) + 2):  # the model's header, then the body's lane and word counts
+            pos = rans_core.read_uvarint(blob, pos)[1]
         parts[keys[0]] += pos
         parts[keys[1]] += model.ideal_side
         parts[keys[2]] += model.ideal_codes
         parts[keys[3]] += len(blob) - pos - model.ideal_side - model.ideal_codes
-        lanes += lanes_for(q.size)
+        lanes += n_lanes
     parts["lanes"] = lanes
     return parts
 
 
 def rans_ctx2_ablations(codes: dict[str, np.ndarray]) -> dict[str, int]:
-    """rans-ctx2's total bytes with one of its choices changed (module constants patched for the run)."""
-    import pgcompress.coding.rans_ctx2 as m2
-
-    variants = {"as shipped": {}, "no tail (initial states carry nothing)": {"MAX_TAIL_STEPS": 0},
-                "width steps fixed at 4 an octave (as rans-ctx)": {"WIDTH_STEPS": (4,)},
-                "1024 codes a lane": {"SYMBOLS_PER_LANE": 1024}, "3072 codes a lane": {"SYMBOLS_PER_LANE": 3072},
-                "4096 codes a lane": {"SYMBOLS_PER_LANE": 4096}, "16384 codes a lane": {"SYMBOLS_PER_LANE": 16384}}
+    """rans-ctx2's total bytes with one of its choices changed (module constants of the coder core,
+    the context model or the codec patched for the run; each is read at call time)."""
+    variants = {"as shipped": [], "no tail (initial states carry nothing)": [(rans_core, "MAX_TAIL_STEPS", 0)],
+                "width steps fixed at 4 an octave (as rans-ctx)": [(ctx_model, "WIDTH_STEPS", (4,))],
+                "1024 codes a lane": [(rans_ctx2, "SYMBOLS_PER_LANE", 1024)],
+                "3072 codes a lane": [(rans_ctx2, "SYMBOLS_PER_LANE", 3072)],
+                "4096 codes a lane": [(rans_ctx2, "SYMBOLS_PER_LANE", 4096)],
+                "16384 codes a lane": [(rans_ctx2, "SYMBOLS_PER_LANE", 16384)]}
     out = {}
     for label, patch in variants.items():
-        saved = {k: getattr(m2, k) for k in patch}
+        saved = [(mod, k, getattr(mod, k)) for mod, k, _ in patch]
         try:
-            for k, v in patch.items():
-                setattr(m2, k, v)
+            for mod, k, v in patch:
+                setattr(mod, k, v)
             out[label] = sum(len(get_codec("rans-ctx2").encode(
                 q.reshape(-1), dataclasses.replace(stream_info_for(q.reshape(-1)), shape=tuple(q.shape))))
                 for q in codes.values())
         finally:
-            for k, v in saved.items():
-                setattr(m2, k, v)
+            for mod, k, v in saved:
+                setattr(mod, k, v)
     return out
 
 
@@ -181,11 +157,9 @@ def run(sd: dict, kinds: list[str], cache: Path | None) -> dict:
 
 
 def add_deepcabac(res: dict, sd: dict, cache: Path | None) -> None:
-    """Re-measure only DeepCABAC (and rans-ctx's overhead) for the code sets already in ``res``."""
+    """Re-measure only DeepCABAC for the code sets already in ``res``."""
     for kind, r in res.items():
-        codes = code_set(sd, kind, cache)
-        r["deepcabac"] = deepcabac(codes)
-        r["rans_ctx_parts"] = rans_ctx_parts(codes)
+        r["deepcabac"] = deepcabac(code_set(sd, kind, cache))
 
 
 def add_pgcompress(res: dict, sd: dict, cache: Path | None) -> None:
@@ -193,18 +167,16 @@ def add_pgcompress(res: dict, sd: dict, cache: Path | None) -> None:
     for kind, r in res.items():
         codes = code_set(sd, kind, cache)
         r["pgcompress"] = pgcompress_coders(codes)
-        r["rans_ctx_parts"] = rans_ctx_parts(codes)
+        r.pop("rans_ctx_parts", None)  # the first context codec's, measured before the merge
         r["rans_ctx2_parts"] = rans_ctx2_parts(codes)
         r["rans_ctx2_ablations"] = rans_ctx2_ablations(codes)
         print(" ", kind, r["rans_ctx2_ablations"], flush=True)
 
 
 def add_record(res: dict, sd: dict, cache: Path | None) -> None:
-    """Add the records' per-group pipeline and rans-ctx3 to the code sets already in ``res``."""
+    """Add the records' per-group pipeline to the code sets already in ``res``."""
     for kind, r in res.items():
-        codes = code_set(sd, kind, cache)
-        r["record_pipeline"] = record_pipeline(codes)
-        r["pgcompress"].update({k: v for k, v in pgcompress_coders(codes).items() if k == "rans-ctx3"})
+        r["record_pipeline"] = record_pipeline(code_set(sd, kind, cache))
         print(" ", kind, r["record_pipeline"], flush=True)
 
 
@@ -218,14 +190,12 @@ def main() -> None:
                          "(int6-sdclip,int8-ref,int6-gptq); trains it (~5 min) unless --cache holds it")
     ap.add_argument("--cache", type=Path, default=None, help="directory to keep/reuse the quantized codes")
     ap.add_argument("--add-deepcabac", action="store_true",
-                    help="with --code-sets: only re-measure DeepCABAC and rans-ctx's byte breakdown "
-                         "for the sets already in the JSON")
+                    help="with --code-sets: only re-measure DeepCABAC for the sets already in the JSON")
     ap.add_argument("--add-pgcompress", action="store_true",
                     help="with --code-sets: only re-measure pgcompress's coders (and their byte breakdowns) "
                          "for the sets already in the JSON")
     ap.add_argument("--add-record", action="store_true",
-                    help="with --code-sets: only add the records' per-group pipeline and rans-ctx3 "
-                         "to the sets already in the JSON")
+                    help="with --code-sets: only add the records' per-group pipeline to the sets already in the JSON")
     args = ap.parse_args()
     if not (args.code_sets or args.brief_sets):
         ap.error("give --code-sets or --brief-sets")

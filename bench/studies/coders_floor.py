@@ -27,6 +27,10 @@ than the held-out rans-ctx contexts on int8-ref), so the two columns bracket wha
 can give rather than pin it. It then sets each Must-show target of the issue (from bench/results/coders.json: rans-ctx's and
 the outside coders' bytes, measured there) against those floors.
 
+rans-ctx, the first context codec, has since been merged into rans-ctx2 and cannot be run; the issue's
+targets stay set against its bytes as coders.json recorded them, and "rans-ctx's contexts" are
+rans-ctx2's at 4 width steps an octave (ctx_model.log_widths).
+
 Run: python -m bench.studies.coders_floor [--sets int8-ref,int6-sdclip,int6-gptq] [--cache DIR]
 """
 
@@ -127,6 +131,10 @@ def targets(measured: dict, set_name: str) -> tuple[list[dict], int, int]:
     """(the issue's Must-show bounds for one code set, rans-ctx's bytes, the best pgcompress codec's),
     from bench/coders.py's measured bytes."""
     cs = measured["code_sets"][set_name]
+    if "rans-ctx" not in cs["pgcompress"]:
+        raise SystemExit(f"bench/results/coders.json has no rans-ctx bytes for {set_name}: the issue's targets "
+                         "are set against rans-ctx as measured before it was merged into rans-ctx2; take "
+                         "coders.json from a commit that has them (git log -- bench/results/coders.json)")
     ctx = cs["pgcompress"]["rans-ctx"]["bytes"]
     out = []
     if set_name in ("int8-ref", "int6-sdclip"):

@@ -1,17 +1,17 @@
-"""Row reordering + a previous-row context on top of rans-ctx3: what would it save? (issue #19)
+"""Row reordering + a previous-row context on top of rans-ctx2: what would it save? (issue #19)
 
 Issue #19's Build item 2 asks for reordering that pays for itself, measured, not assumed; the
 records' pipeline sorts rows by similarity before ZPAQ. This benchmark sizes the model such a
 codec would use, before anyone builds it, on the shared checkpoint's code sets and on the briefly
 trained record-shaped model's (bench/coders.py --brief-sets, same seed):
 
-- baseline: rans-ctx3's model of each matrix (its centres, widths and tables as the codec fits
-  them), its codes at their ideal length;
+- baseline: rans-ctx2's model of each matrix (its centres, widths and tables as the codec fits
+  them; of the models it fits, the one of least ideal size), its codes at their ideal length;
 - candidate: the residual after those centres, rows put in greedy nearest-neighbour order (L2),
-  each code's context rans-ctx's (row + column log-width) times the value of the code above it
-  (clipped to -3..3: 7 buckets), each bucket with its own rounded-mean shift and its own
-  Student-t widths (fitted as rans-ctx fits them, integer tables as the decoder would build
-  them), its codes at their ideal length + the widths (1-3 B each) + the permutation
+  each code's context the codec's (row + column log-width, 4 steps an octave) times the value of
+  the code above it (clipped to -3..3: 7 buckets), each bucket with its own rounded-mean shift and
+  its own Student-t widths (fitted as the codec fits them, integer tables as the decoder would
+  build them), its codes at their ideal length + the widths (1-3 B each) + the permutation
   (ceil(log2 R) bits a row). The same without the reordering is the third column.
 
 Side information (row and column widths, centres) is the same in both and left out; so are lane
@@ -33,10 +33,9 @@ from bench import code_sets
 from bench.studies.coders_codes import width_contexts
 from bench.machine import machine_description
 
-from pgcompress.coding.ctx_dec import ctx_tables
-from pgcompress.coding.rans_ctx import SCALE_BITS, _fit_widths
-from pgcompress.coding.rans_ctx2 import _uvarint_len
-from pgcompress.coding.rans_ctx3 import fit_centres, fit_model3
+from pgcompress.coding.ctx_model import SCALE_BITS, best_centres, ctx_tables, fit_widths, model_bytes
+from pgcompress.coding.rans_core import uvarint_len
+from pgcompress.coding.rans_ctx2 import RansCtx2Codec
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -61,16 +60,16 @@ def greedy_order(x: np.ndarray) -> np.ndarray:
     return np.array(order)
 
 
-def ctx3_residual(q: np.ndarray) -> tuple[float, np.ndarray]:
-    """-> (rans-ctx3's ideal code bytes for q, q minus the centres that model keeps)."""
-    model = fit_model3(q)
-    mode = model.head[7]
-    rc, cc = fit_centres(q)
+def ctx2_residual(q: np.ndarray) -> tuple[float, np.ndarray]:
+    """-> (rans-ctx2's ideal code bytes for q, q minus the centres that model keeps)."""
+    model = min(RansCtx2Codec().models(q, int(q.min()), int(q.max())), key=model_bytes)
     e = q.astype(np.int64)
-    if mode & 1:
-        e = e - rc[:, None]
-    if mode & 2:
-        e = e - cc[None, :]
+    if model.head[1] >> 3:  # centre mode: the centred model, fitted on best_centres(q)
+        rc, cc = best_centres(q)
+        if rc is not None:
+            e = e - rc[:, None]
+        if cc is not None:
+            e = e - cc[None, :]
     return model.ideal_codes, e
 
 
@@ -94,40 +93,40 @@ def up_context_bytes(e: np.ndarray, reorder: bool) -> float:
         vlo, vhi = lo - shift, hi - shift
         a = vhi - vlo + 1
         hist = np.bincount(cx * a + (v - vlo), minlength=k * a).reshape(k, a)
-        tail, us = _fit_widths(hist, vlo, vhi)
+        tail, us = fit_widths(hist, vlo, vhi)
         freq = ctx_tables(us, tail, vlo, vhi, SCALE_BITS)
         total += float(-np.log2(freq[cx, v - vlo] / 2.0 ** SCALE_BITS).sum() / 8)
-        total += sum(_uvarint_len(u) for u in us) + 2
+        total += sum(uvarint_len(u) for u in us) + 2
     return total
 
 
 def measure(codes: dict[str, np.ndarray]) -> dict:
     rows = {}
     for name, q in codes.items():
-        base, e = ctx3_residual(q)
-        rows[name] = {"ctx3": base, "previous_row": up_context_bytes(e, False),
+        base, e = ctx2_residual(q)
+        rows[name] = {"ctx2": base, "previous_row": up_context_bytes(e, False),
                       "reordered_previous_row": up_context_bytes(e, True)}
-    tot = {k: sum(r[k] for r in rows.values()) for k in ("ctx3", "previous_row", "reordered_previous_row")}
+    tot = {k: sum(r[k] for r in rows.values()) for k in ("ctx2", "previous_row", "reordered_previous_row")}
     tot["best_per_matrix"] = sum(min(r.values()) for r in rows.values())
     return {"matrices": rows, "total": tot}
 
 
 def markdown(res: dict) -> str:
-    lines = ["# Row reordering + previous-row context on top of rans-ctx3 (bench/studies/coders_rowsort.py)", "",
+    lines = ["# Row reordering + previous-row context on top of rans-ctx2 (bench/studies/coders_rowsort.py)", "",
              f"Machine: {res['machine']}", "", __doc__.split("\n\n", 1)[1].split("Run:")[0].strip(), ""]
     for model, sets in res["models"].items():
         lines += [f"## {model}", "",
-                  "| code set | rans-ctx3 model, codes | previous-row context | reordered + previous-row | best per matrix |",
+                  "| code set | rans-ctx2 model, codes | previous-row context | reordered + previous-row | best per matrix |",
                   "|---|---:|---:|---:|---:|"]
         for set_name, r in sets.items():
             t = r["total"]
-            base = t["ctx3"]
+            base = t["ctx2"]
             cells = [f"{t[k]:,.0f} ({t[k] / base - 1:+.2%})" for k in ("previous_row", "reordered_previous_row",
                                                                        "best_per_matrix")]
             lines.append(f"| {set_name} | {base:,.0f} | " + " | ".join(cells) + " |")
         lines.append("")
         for set_name, r in sets.items():
-            gains = sorted(((v["reordered_previous_row"] / v["ctx3"] - 1, n) for n, v in r["matrices"].items()))
+            gains = sorted(((v["reordered_previous_row"] / v["ctx2"] - 1, n) for n, v in r["matrices"].items()))
             lines.append(f"{set_name}, most helped by reordering: " + "; ".join(f"{n} {g:+.2%}" for g, n in gains[:3])
                          + f"; least: {gains[-1][1]} {gains[-1][0]:+.2%}.")
         lines.append("")
