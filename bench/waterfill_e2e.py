@@ -24,6 +24,7 @@ from pathlib import Path
 
 
 import pgcompress
+from bench.budget import spearman, timed_uniform_int6
 from bench.machine import machine_description
 from bench.waterfill import CKPT, DATA, RESULTS, TRAIN
 from pgcompress.budget import Prepared, pack_to_budget, prepare
@@ -31,7 +32,6 @@ from pgcompress.budget.noise import noise_floor
 from pgcompress.budget.table import CandidateTable, TensorRow, pareto
 from pgcompress.eval.runner import EvalOptions, run
 from pgcompress.quant.calibration import CalibConfig
-from pgcompress.quant.quantize import context_for
 
 BUDGETS = (7_500_000, 6_000_000)
 
@@ -66,10 +66,7 @@ def main() -> None:
     machine = machine_description()
     sd = pgcompress.load_checkpoint(CKPT)
     calib = CalibConfig(shards=TRAIN, seqs=args.calib_seqs)
-    t = time.perf_counter()
-    ctx = context_for(sd, "int6-gptq", calib)
-    pgcompress.pack(sd, method="int6-gptq", submittable=True, context=ctx)
-    uniform_s = time.perf_counter() - t
+    uniform_s = timed_uniform_int6(sd, calib)
     t = time.perf_counter()
     new = prepare(sd, calib)
     prepare_s = time.perf_counter() - t
@@ -164,31 +161,13 @@ def proxy_ranking(rows: list[dict]) -> list[str]:
     predicted nat: its level is a unit conversion, its spread between families is the proxy's bias)."""
     pred = [r["predicted"] for r in rows]
     gap = [r["gap"] for r in rows]
-    rho = _spearman(pred, gap)
+    rho = spearman(pred, gap)
     lines = ["", f"Proxy ranking over these {len(rows)} artifacts: Spearman rho {rho:.2f} between predicted and "
              "measured gap. Measured gap per predicted nat, by row:"]
     for r in rows:
         ratio = r["gap"] / r["predicted"] if r["predicted"] > 0 else float("nan")
         lines.append(f"- {r['solver']} at {r['budget']:,} B: {ratio:.2f}")
     return lines
-
-
-def _spearman(a: list[float], b: list[float]) -> float:
-    ra, rb = _ranks(a), _ranks(b)
-    n = len(a)
-    ma, mb = sum(ra) / n, sum(rb) / n
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
-    va = sum((x - ma) ** 2 for x in ra) ** 0.5
-    vb = sum((y - mb) ** 2 for y in rb) ** 0.5
-    return cov / (va * vb) if va and vb else float("nan")
-
-
-def _ranks(v: list[float]) -> list[float]:
-    order = sorted(range(len(v)), key=lambda i: v[i])
-    ranks = [0.0] * len(v)
-    for rank, i in enumerate(order):
-        ranks[i] = float(rank)
-    return ranks
 
 
 def render() -> None:
