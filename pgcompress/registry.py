@@ -80,14 +80,18 @@ def _example(pattern: str) -> str | None:
 
 def get_method(name: str) -> "Method":
     _load_builtins()
-    if name in _METHOD_CACHE:
-        return _METHOD_CACHE[name]
+    if name not in _METHOD_CACHE:
+        family = method_family(name)
+        _METHOD_CACHE[name] = family.factory(family.regex.fullmatch(name))
+    return _METHOD_CACHE[name]
+
+
+def method_family(name: str) -> MethodFamily:
+    """The registered family that serves method ``name``."""
+    _load_builtins()
     for family in _METHOD_FAMILIES:
-        match = family.regex.fullmatch(name)
-        if match:
-            method = family.factory(match)
-            _METHOD_CACHE[name] = method
-            return method
+        if family.regex.fullmatch(name):
+            return family
     raise MethodError(f"unknown method {name!r}; run 'pgc methods' to list the available ones")
 
 

@@ -11,9 +11,9 @@ from pgcompress import format as fmt
 from pgcompress import registry
 from pgcompress.coding.base import Codec, stream_info_for
 from pgcompress.coding.builtin import CODEC_ORDER
-from pgcompress.coding.choose import choose_codec
+from pgcompress.coding.choose import auto_codecs, choose_codec
 from pgcompress.errors import CodecError
-from pgcompress.registry import codec_names, register_codec
+from pgcompress.registry import codec_names, get_codec, register_codec
 from pgcompress.submission.decoder import build_decoder
 
 
@@ -60,3 +60,24 @@ def test_a_new_codec_is_one_class_and_one_registration_line(monkeypatch, tmp_pat
     info = stream_info_for(arr)
     assert choose_codec(arr, info, ["raw", "reversed"])[0] == "raw"
     assert choose_codec(arr, info, ["reversed", "raw"])[0] == "reversed"
+
+
+def test_auto_choice_tries_byte_compressors_only_where_they_can_win(monkeypatch):
+    """Large symbol streams: symbol coders (and any codec that is not a byte compressor) only;
+    small ones and float streams: every codec."""
+    codec_names()
+    monkeypatch.setattr(registry, "_CODECS", dict(registry._CODECS))
+    register_codec(ReversedCodec())
+    rng = np.random.default_rng(0)
+    big = rng.integers(-7, 8, size=(256, 512)).astype(np.int8)  # 128 KB of codes
+    names = auto_codecs(stream_info_for(big))
+    assert names and not any(get_codec(n).bytes_only for n in names)
+    assert {"rans-ctx2", "rans", "bitpack", "reversed"} <= set(names)
+    small = big[:64]
+    assert auto_codecs(stream_info_for(small)) == codec_names()
+    floats = rng.standard_normal((256, 512)).astype(np.float16)
+    assert auto_codecs(stream_info_for(floats)) == codec_names()
+    # the choice among them is still the smallest blob
+    name, blob = choose_codec(big.reshape(-1), stream_info_for(big))
+    assert len(blob) == min(len(get_codec(n).encode(big.reshape(-1), stream_info_for(big))) for n in names)
+    assert name in names

@@ -3,6 +3,7 @@
     table.py       candidates per tensor (from the method registry), rate and distortion of each
     rate.py        coded bytes, measured by encoding
     distortion.py  predicted loss increase from one calibration pass (K-FAC / Fisher), or weight MSE
+    probe.py       each calibrated family's predicted damage rescaled by the model's measured loss
     allocate.py    exact multiple-choice knapsack + fill
     accounting.py  code + decoder + artifact, counted as the submission will be
     solver.py      allocate -> write -> measure -> tighten
@@ -10,12 +11,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from pgcompress.budget.accounting import Accounting
 from pgcompress.budget.distortion import Distortion
+from pgcompress.budget.probe import LINEAR, LOOKUP, Probe, correct_families, describe, factor_for
 from pgcompress.budget.solver import Solution, solve
 from pgcompress.budget.table import CandidateTable, build_table
 from pgcompress.errors import ModelError
@@ -27,6 +29,7 @@ CHALLENGE_BUDGET = 16_000_000
 DEFAULT_SELFGEN = 32  # sequences the model samples itself when no shards are given
 DEFAULT_SELFGEN_S = 180.0  # a user's model (no KV cache) samples fewer, to fit about this many seconds
 FISHER_SEQS = 16  # calibration sequences that also get a backward pass (output sensitivities)
+PROBE_SEQS = 8  # held-out sequences the loss probes run on (probe.py)
 
 
 @dataclass
@@ -36,16 +39,24 @@ class Prepared:
     cache: dict  # coded streams, shared by every solve on this table
     distortion: Distortion  # scores any other configuration on the same scale (sweeps)
     hessians: dict  # for uniform GPTQ packs compared on the same calibration
+    probes: list = field(default_factory=list)  # loss probes that rescaled families (probe.Probe)
+    groups: dict = field(default_factory=dict)  # tensor name -> probe group (probe.LOOKUP / LINEAR)
+
+    def factor(self, name: str, method: str) -> float:
+        """What the loss probes multiply ``method``'s predicted damage on tensor ``name`` by."""
+        return factor_for(self.probes, method, self.groups.get(name, LINEAR)) if self.probes else 1.0
 
 
 def prepare(state_dict: dict[str, torch.Tensor], calib: CalibConfig | None = None, submittable: bool = True,
             progress: bool = False, fisher_seqs: int = FISHER_SEQS,
-            methods: list[str] | None = None) -> Prepared:
+            methods: list[str] | None = None, probe_seqs: int = PROBE_SEQS) -> Prepared:
     """Calibrate (unless ``calib`` is None and no model can be run) and build the candidate table.
 
     calib None: self-generated calibration on the built-in model; a model it cannot build (another
     architecture, no ``model_code``) falls back to weight-space MSE, and ``calibration`` says so.
     methods: restrict the candidates to these method names (where a tensor offers any of them).
+    probe_seqs: held-out sequences for the loss probes that put the calibrated families' predicted
+    damage on one scale (``probe.py``); 0: none.
     """
     from pgcompress.eval.model import NOT_REFERENCE_HINT
     from pgcompress.quant.calibration import calibrate_stats
@@ -53,7 +64,7 @@ def prepare(state_dict: dict[str, torch.Tensor], calib: CalibConfig | None = Non
     cfg = calib or CalibConfig(selfgen=DEFAULT_SELFGEN)
     cfg = replace(cfg, progress=progress)
     try:
-        stats = calibrate_stats(state_dict, cfg, fisher_seqs=fisher_seqs)
+        stats = calibrate_stats(state_dict, cfg, fisher_seqs=fisher_seqs, held_out=probe_seqs)
         what = f"K-FAC loss proxy from {stats.source}"
     except ModelError as exc:
         if calib is not None and (calib.shards or calib.model_code):
@@ -64,7 +75,22 @@ def prepare(state_dict: dict[str, torch.Tensor], calib: CalibConfig | None = Non
                        out_sens=stats.out_sens if stats is not None else {})
     distortion = Distortion(stats)
     table = build_table(state_dict, ctx, distortion, submittable, methods, progress=progress)
-    return Prepared(table, what, {}, distortion, ctx.hessians)
+    probes, groups = [], {}
+    if stats is not None and stats.held_out is not None:
+        groups = {name: LOOKUP if name in stats.emb_sens else LINEAR for name in state_dict}
+        with progress_stage("loss probes", enabled=progress):
+            probes = _probe_families(table, state_dict, stats, cfg, groups)
+        what += "; " * bool(describe(probes)) + describe(probes)
+    return Prepared(table, what, {}, distortion, ctx.hessians, probes, groups)
+
+
+def _probe_families(table: CandidateTable, state_dict, stats, cfg: CalibConfig, groups: dict) -> list[Probe]:
+    from pgcompress.quant.calib_model import calibration_model, sequence_losses
+
+    def losses(sd):
+        return sequence_losses(calibration_model(sd, cfg.device, cfg.model_code), stats.held_out)
+
+    return correct_families(table, state_dict, losses, groups.__getitem__)
 
 
 def pack_to_budget(state_dict: dict[str, torch.Tensor], budget: int = CHALLENGE_BUDGET, code=None,

@@ -1,16 +1,21 @@
-"""Rate: the coded bytes of one tensor's stored form, measured by encoding it.
+"""Rate: the coded bytes of one tensor's stored form, measured by encoding it (or, for large code
+matrices, estimated from the context model).
 
 Each stream is encoded with the codecs the artifact can use and the smallest blob counts. For
-speed, integer code matrices try the entropy coders (zlib-9 is slow on them and never smaller), large float
-streams try raw and zlib, and small streams every allowed codec but the lzma ones. The final artifact picks among
-all allowed codecs, so its blobs are never larger than these: the rate is an upper bound that
-``pgc pack`` then tightens on the real bytes. Results are cached by stream content.
+speed, large float streams try raw and zlib, and small streams every allowed codec but the lzma
+ones. The final artifact picks among all allowed codecs, so its blobs are never larger than these:
+the rate is an upper bound that ``pgc pack`` then tightens on the real bytes. Results are cached
+by stream content.
 
-On large code matrices the context codec is not run: fitting all the models it tries (five width quantizations, and
-centres) took ~0.5-0.8 s per 512 x 1,024 matrix, most of a candidate table's time. Its rate is the
-ideal size of the smaller of two of those models (no centres, and the rounded row and column means as
-centres where any is not 0; 4 width steps an octave) plus every lane's final state: within a few
-percent above the codec's own choice (the smallest of its models, really coded), in ~0.1-0.2 s.
+Large integer code matrices are not coded at all: fitting all the models rans-ctx2 tries (five
+width quantizations, 41 widths per context, and centres) took ~0.5-0.8 s per 512 x 1,024 matrix,
+most of a candidate table's time. Their rate is the ideal size of the smaller of two of those
+models (no centres, and the rounded row and column means as centres where any is not 0; 4 width
+steps an octave, 9 widths per context) plus every lane's final state: within a few percent above
+the codec's own choice (the smallest of its models, really coded). Byte compressors are not tried
+on them (``choose.auto_codecs``), and order-0 rans and bitpack only where the values' order-0
+entropy is below the estimate (a nearly constant matrix): on real code matrices it never is
+(bench/results/generic_vs_symbol.md).
 """
 
 from __future__ import annotations
@@ -22,19 +27,19 @@ import math
 import numpy as np
 
 from pgcompress.coding.base import StreamInfo, stream_info_for
-from pgcompress.coding.choose import choose_codec
+from pgcompress.coding.choose import auto_codecs, choose_codec
 from pgcompress.coding.ctx_model import fit_centred_model, fit_centres, fit_widths_model, model_bytes
 from pgcompress.coding.rans_core import lanes_for
 from pgcompress.coding.rans_ctx2 import SYMBOLS_PER_LANE, matrix_shape
 from pgcompress.errors import CodecError
 from pgcompress.quant.base import Encoded
-from pgcompress.registry import codec_names, get_codec
+from pgcompress.registry import get_codec
 
 # rans-ctx2 is the artifact's context codec, so the solver rates code matrices with the model the
 # artifact will code them with.
 CTX_CODEC = "rans-ctx2"
-SYMBOL_CODECS = (CTX_CODEC, "rans", "bitpack")
 ESTIMATE_WIDTH_STEPS = (4,)
+ESTIMATE_GRID_POINTS = 9  # widths tried per context (the codec tries 41): a 4.5x cheaper fit, ~0.1% larger
 # a lane's final state (4 B) over-covers the coder's measured excess over the ideal size (~2.6 B a lane)
 LANE_BYTES = 4
 BIG_FLOAT_CODECS = ("raw", "zlib")
@@ -55,11 +60,10 @@ class RateMeter:
 
     def codecs_for(self, arr: np.ndarray) -> list[str]:
         info = stream_info_for(arr)
-        allowed = [c for c in codec_names() if not self.submittable or get_codec(c).submittable]
+        allowed = [c for c in auto_codecs(info, self.submittable) if not self.submittable or get_codec(c).submittable]
         if info.raw_nbytes <= SMALL_STREAM_BYTES:
             return [c for c in allowed if c not in SLOW_CODECS]
-        wanted = SYMBOL_CODECS if info.is_symbols else BIG_FLOAT_CODECS
-        return [c for c in wanted if c in allowed]
+        return allowed if info.is_symbols else [c for c in BIG_FLOAT_CODECS if c in allowed]
 
     def stream_bytes(self, arr: np.ndarray) -> int:
         a = np.ascontiguousarray(arr)
@@ -69,9 +73,12 @@ class RateMeter:
             codecs = self.codecs_for(a)
             sizes = []
             if CTX_CODEC in codecs and info.raw_nbytes > SMALL_STREAM_BYTES:
-                codecs = [c for c in codecs if c != CTX_CODEC]
                 est = ctx_estimate(a, info)
-                sizes += [] if est is None else [est]
+                codecs = [c for c in codecs if c != CTX_CODEC]
+                if est is not None:
+                    sizes.append(est)
+                    if order0_bytes(a) >= est:  # no static order-0 code (rans, bitpack) can be smaller
+                        codecs = []
             if codecs or not sizes:
                 sizes.append(len(choose_codec(a.reshape(-1), info, codecs or [CTX_CODEC], self.submittable)[1]))
             self._cache[key] = min(sizes)
@@ -90,14 +97,23 @@ def ctx_estimate(a: np.ndarray, info: StreamInfo) -> int | None:
         return None
     q = a.reshape(matrix_shape(info))
     try:
-        models = [fit_widths_model(q, int(info.lo), int(info.hi), ESTIMATE_WIDTH_STEPS)]
+        models = [fit_widths_model(q, int(info.lo), int(info.hi), ESTIMATE_WIDTH_STEPS, ESTIMATE_GRID_POINTS)]
     except CodecError:
         return None
     rc, cc = fit_centres(q)
     if rc.any() or cc.any():
-        centred = fit_centred_model(q, rc if rc.any() else None, cc if cc.any() else None, ESTIMATE_WIDTH_STEPS)
+        centred = fit_centred_model(q, rc if rc.any() else None, cc if cc.any() else None, ESTIMATE_WIDTH_STEPS,
+                                    ESTIMATE_GRID_POINTS)
         models += [] if centred is None else [centred]
     return math.ceil(min(model_bytes(m) for m in models)) + LANE_BYTES * lanes_for(a.size, SYMBOLS_PER_LANE)
+
+
+def order0_bytes(a: np.ndarray) -> float:
+    """The empirical order-0 entropy of the values, in bytes: a lower bound on any coder that
+    gives every value one fixed code (order-0 rans, bitpack)."""
+    _, counts = np.unique(a, return_counts=True)
+    p = counts / a.size
+    return float(-(counts * np.log2(p)).sum() / 8)
 
 
 def header_share(name: str, shape, enc: Encoded) -> int:

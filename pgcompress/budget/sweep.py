@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from pgcompress import format as fmt
 from pgcompress.atomic import atomic_write
 from pgcompress.budget import Prepared, pack_to_budget
 from pgcompress.budget.accounting import Accounting
@@ -47,7 +48,8 @@ def pack_uniform(state_dict, method: str, prepared: Prepared, accounting: Accoun
     from pgcompress import unpack
 
     restored = unpack(res.data)
-    predicted = sum(prepared.distortion(n, state_dict[n].float(), restored[n].float())
+    methods = {t.name: t.method for t in fmt.parse(res.data).tensors}
+    predicted = sum(prepared.distortion(n, state_dict[n].float(), restored[n].float()) * prepared.factor(n, methods[n])
                     for n in state_dict if state_dict[n].is_floating_point())
     return res.data, accounting.count(res.data).code_bytes + len(res.data), float(predicted)
 

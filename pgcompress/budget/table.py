@@ -21,6 +21,9 @@ from pgcompress.quant import lqer
 from pgcompress.quant.base import Encoded, QuantContext, TensorKind
 from pgcompress.registry import candidate_methods, get_method
 
+SCORE_WORKERS = 2
+OVERLAP = True
+
 
 @dataclass
 class Candidate:
@@ -78,25 +81,33 @@ def build_table(state_dict: dict[str, torch.Tensor], ctx: QuantContext, distorti
     meter = RateMeter(submittable)
     ctx = QuantContext(ctx.hessians, memo={} if ctx.memo is None else ctx.memo, device=ctx.device,
                        out_sens=ctx.out_sens)
-    rows, uniform = [], {}
-    for name in progress_bar(list(state_dict), "candidates", enabled=progress):
-        t = state_dict[name]
-        kind = tensor_kind(name, t, ctx)
-        names = candidate_methods(kind)
-        if methods is not None:
-            names = [m for m in names if m in methods] or names
-        cands = _evaluate(name, t, names, ctx, meter, distortion)
-        for c in cands:
-            uniform.setdefault(c.method, {})[name] = c
-        rows.append(TensorRow(name, tuple(t.shape), t.numel(), distortion.basis(name), pareto(cands), len(cands),
-                              cands))
-        ctx.memo.clear()  # codes (and LQER's decompositions) are reused within a tensor only
-        lqer.clear_cache()
+    # Quantizing (this thread) and scoring (rate and distortion, two workers) overlap: tensor i is
+    # scored while tensor i + 1 is quantized. Results do not depend on the timing.
+    pending = []
+    with ThreadPoolExecutor(SCORE_WORKERS) as pool:
+        for name in progress_bar(list(state_dict), "candidates", enabled=progress):
+            t = state_dict[name]
+            kind = tensor_kind(name, t, ctx)
+            names = candidate_methods(kind)
+            if methods is not None:
+                names = [m for m in names if m in methods] or names
+            encs = _quantize(name, t, names, ctx)
+            pending.append((name, t, [pool.submit(_score, name, t, m, enc, meter, distortion) for m, enc in encs]))
+            if not OVERLAP:
+                [f.result() for f in pending[-1][2]]
+            ctx.memo.clear()  # codes (and LQER's decompositions) are reused within a tensor only
+            lqer.clear_cache()
+        rows, uniform = [], {}
+        for name, t, futures in pending:
+            cands = [f.result() for f in futures]
+            for c in cands:
+                uniform.setdefault(c.method, {})[name] = c
+            rows.append(TensorRow(name, tuple(t.shape), t.numel(), distortion.basis(name), pareto(cands), len(cands),
+                                  cands))
     return CandidateTable(rows, distortion.kind, uniform)
 
 
-def _evaluate(name, t, names, ctx, meter, distortion) -> list[Candidate]:
-    W = t.detach().float()
+def _quantize(name, t, names, ctx) -> list[tuple[str, Encoded]]:
     encs = []
     for m in names:
         try:
@@ -106,15 +117,13 @@ def _evaluate(name, t, names, ctx, meter, distortion) -> list[Candidate]:
         encs.append((m, enc))
     if not encs:
         raise MethodError(f"tensor {name!r}: no candidate method applies to a {tuple(t.shape)} {t.dtype} tensor")
+    return encs
 
-    def score(item):
-        m, enc = item
-        W_hat = get_method(enc.method).dequantize(enc, tuple(t.shape), t.dtype)
-        d = distortion(name, W, W_hat.float()) if t.is_floating_point() else 0.0
-        return Candidate(m, meter.encoded_bytes(name, t.shape, enc), d, enc)
 
-    with ThreadPoolExecutor(2) as pool:
-        return list(pool.map(score, encs))
+def _score(name, t, m, enc, meter, distortion) -> Candidate:
+    W_hat = get_method(enc.method).dequantize(enc, tuple(t.shape), t.dtype)
+    d = distortion(name, t.detach().float(), W_hat.float()) if t.is_floating_point() else 0.0
+    return Candidate(m, meter.encoded_bytes(name, t.shape, enc), d, enc)
 
 
 def pareto(cands: list[Candidate]) -> list[Candidate]:

@@ -70,6 +70,9 @@ class Codec:
 
     name: str = ""
     decode_fn = None
+    # A byte compressor (zlib, brotli, ...) rather than a coder of integer symbols: the automatic
+    # choice does not try it on large symbol streams (choose.py)
+    bytes_only: bool = False
 
     @property
     def submittable(self) -> bool:

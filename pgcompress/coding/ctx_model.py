@@ -38,6 +38,7 @@ MAX_TAIL_EXP = 6
 MAX_CTX_ALPHABET = 1 << 12  # K tables of hi - lo + 1 entries are built before decoding
 MAX_SIDE_ALPHABET = 1 << 12
 SCALE_BITS = 15
+GRID_POINTS = 41  # candidate widths per context the encoder's fit tries
 
 
 def ctx_table(u, e, lo, hi, sb):
@@ -136,16 +137,16 @@ def _log_indices(w: np.ndarray, steps: int) -> np.ndarray:
     return i - i.min()
 
 
-def fit_widths(hist: np.ndarray, lo: int, hi: int) -> tuple[int, np.ndarray]:
+def fit_widths(hist: np.ndarray, lo: int, hi: int, grid_points: int = GRID_POINTS) -> tuple[int, np.ndarray]:
     """hist: [K, A] counts per context -> (tail exponent e, widths u [K]) of least coded size.
 
-    Fitted on the float model (a grid around each context's RMS); the integer tables the coder
-    uses are built from the result, exactly as the decoder builds them.
+    Fitted on the float model (a grid of ``grid_points`` widths from 1/2 to 2x each context's RMS);
+    the integer tables the coder uses are built from the result, exactly as the decoder builds them.
     """
     v = np.arange(lo, hi + 1, dtype=np.float64)
     n = hist.sum(axis=1)
     rms = np.sqrt((hist * v * v).sum(axis=1) / np.maximum(n, 1))
-    grid = np.exp(np.linspace(np.log(0.5), np.log(2.0), 41))  # x rms
+    grid = np.exp(np.linspace(np.log(0.5), np.log(2.0), grid_points))  # x rms
     best_total, best = None, None
     for e in range(1, MAX_TAIL_EXP + 1):
         nu = float((2 << e) - 1)
@@ -179,20 +180,23 @@ def fit_centres(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rc.astype(np.int64), cc.astype(np.int64)
 
 
-def fit_widths_model(q: np.ndarray, lo: int, hi: int, width_steps: tuple[int, ...] | None = None) -> CtxModel:
+def fit_widths_model(q: np.ndarray, lo: int, hi: int, width_steps: tuple[int, ...] | None = None,
+                     grid_points: int = GRID_POINTS) -> CtxModel:
     """q: [R, C] codes in [lo, hi], no centres -> the model of least ideal size over the width
-    quantizations ``width_steps`` (steps per octave; default WIDTH_STEPS)."""
+    quantizations ``width_steps`` (steps per octave; default WIDTH_STEPS); ``grid_points``: see
+    ``fit_widths`` (fewer: a faster, slightly larger fit, for estimates)."""
     a, b = rank1_widths(q)
     best = None
     for steps in width_steps or WIDTH_STEPS:
-        model = _fit_at(q, lo, hi, _log_indices(a, steps), _log_indices(b, steps))
+        model = _fit_at(q, lo, hi, _log_indices(a, steps), _log_indices(b, steps), grid_points)
         size = model_bytes(model)
         if best is None or size < best[0]:
             best = (size, model)
     return best[1]
 
 
-def _fit_at(q: np.ndarray, lo: int, hi: int, ia: np.ndarray, jb: np.ndarray) -> CtxModel:
+def _fit_at(q: np.ndarray, lo: int, hi: int, ia: np.ndarray, jb: np.ndarray,
+            grid_points: int = GRID_POINTS) -> CtxModel:
     """The model for given row and column log-width indices ia [R], jb [C] (min 0)."""
     r, c = q.shape
     if max(int(ia.max()), int(jb.max())) >= MAX_SIDE_ALPHABET:
@@ -204,7 +208,7 @@ def _fit_at(q: np.ndarray, lo: int, hi: int, ia: np.ndarray, jb: np.ndarray) -> 
     idx = q.reshape(-1).astype(np.int64) - lo
     a = hi - lo + 1
     hist = np.bincount(ctx * a + idx, minlength=k * a).reshape(k, a)
-    e, us = fit_widths(hist, lo, hi)
+    e, us = fit_widths(hist, lo, hi, grid_points)
     side = [fit_side(ia), fit_side(jb)]
     f1, c1 = symbol_freqs(side_tables(side, SCALE_BITS), np.repeat([0, 1], [r, c]), np.concatenate([ia, jb]))
     f2, c2 = symbol_freqs(ctx_tables(us, e, lo, hi, SCALE_BITS), ctx, idx)
@@ -214,7 +218,7 @@ def _fit_at(q: np.ndarray, lo: int, hi: int, ia: np.ndarray, jb: np.ndarray) -> 
 
 
 def fit_centred_model(q: np.ndarray, rc: np.ndarray | None, cc: np.ndarray | None,
-                      width_steps: tuple[int, ...] | None = None) -> CtxModel | None:
+                      width_steps: tuple[int, ...] | None = None, grid_points: int = GRID_POINTS) -> CtxModel | None:
     """The widths model of the residual after the given centres (at least one), extended with the
     centre indices as side symbols and their header fields; None if it cannot be coded."""
     r, c = q.shape
@@ -227,7 +231,7 @@ def fit_centred_model(q: np.ndarray, rc: np.ndarray | None, cc: np.ndarray | Non
     if ehi - elo + 1 > MAX_CTX_ALPHABET:
         return None
     try:
-        base = fit_widths_model(e, elo, ehi, width_steps)
+        base = fit_widths_model(e, elo, ehi, width_steps, grid_points)
     except CodecError:
         return None
     mode = (rc is not None) | ((cc is not None) << 1)

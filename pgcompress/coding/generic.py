@@ -25,6 +25,7 @@ class ByteCodec(Codec):
     """A codec whose decode is ``decode_fn(blob, dtype, count, lo, hi)`` from a *_dec module."""
 
     decode_fn = staticmethod(bytes_dec.raw_decode)
+    bytes_only = True
 
 
 class RawCodec(ByteCodec):

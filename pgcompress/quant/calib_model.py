@@ -7,6 +7,7 @@
 - ``batch_loss``: the SUM of per-token cross-entropies of a batch (so per-token gradients carry no
   1/N). The reference GPT gives logits (``forward_logits``); any other model keeps Parameter
   Golf's contract ``model(input_ids, target_ids) -> mean loss``, scaled by the number of targets.
+- ``sequence_losses``: the mean cross-entropy of each sequence, for the solver's loss probes.
 - ``next_token_logits``: logits at the last position, for sampling calibration sequences. Models
   without ``forward_logits`` are run through their loss and the logits caught on their way into
   ``F.cross_entropy``.
@@ -48,6 +49,25 @@ def batch_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) ->
             logits = model.forward_logits(inputs)
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="sum")
         return model(inputs, targets).float() * targets.numel()
+
+
+@torch.no_grad()
+def sequence_losses(model: nn.Module, tokens: torch.Tensor, batch_seqs: int = 4) -> list[float]:
+    """tokens [n, L] -> mean cross-entropy of each sequence's L-1 targets (nats per token). Models
+    without ``forward_logits`` give one mean per call, so they run a sequence at a time."""
+    device = next(model.parameters()).device
+    per = batch_seqs if hasattr(model, "forward_logits") else 1
+    out: list[float] = []
+    for i in range(0, tokens.shape[0], per):
+        x = tokens[i:i + per].to(device)
+        if per == 1:
+            out.append(float(batch_loss(model, x[:, :-1], x[:, 1:])) / (x.shape[1] - 1))
+            continue
+        with user_code_errors("the model's forward"):
+            logits = model.forward_logits(x[:, :-1]).float()
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
+        out += ce.reshape(x.shape[0], -1).mean(1).tolist()
+    return out
 
 
 class _CatchCrossEntropy(TorchFunctionMode):

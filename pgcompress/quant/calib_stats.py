@@ -46,6 +46,7 @@ class CalibStats:
     grad_sq: dict[str, torch.Tensor]  # param name -> same shape as param, fp32 cpu
     fisher_tokens: int  # tokens in the backward batches
     source: str  # e.g. "64 x 1024 shard tokens, 16 with gradients"
+    held_out: torch.Tensor | None = None  # [n, L] sequences not in the statistics (loss probes)
 
 
 class _Sums:

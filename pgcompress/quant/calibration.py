@@ -17,7 +17,7 @@ final-normed hidden states). ``calibrate`` gives Hessians only; ``calibrate_stat
 from __future__ import annotations
 
 import glob as globlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from pgcompress.quant.selfgen import (DEFAULT_WINDOW, context_lengths, fit_count
                                       selfgen_tokens)
 
 SELFGEN_BATCH = 64  # sequences sampled per forward
+HELD_OUT_SEED = 7919  # added to the seed for held-out self-generated sequences
 
 
 @dataclass
@@ -52,9 +53,12 @@ class CalibConfig:
     model_code: str | None = None  # a user's train_gpt.py; None = the built-in reference GPT
 
 
-def shard_tokens(pattern: str, n_seqs: int, seq_len: int) -> torch.Tensor:
+def shard_tokens(pattern: str, n_seqs: int, seq_len: int, between: int = 0) -> torch.Tensor:
     """n_seqs evenly spaced windows from the concatenated shards (sorted): [n, seq_len] int64.
-    Shards are memory-mapped: only the windows are read, whatever the size of the glob."""
+    Shards are memory-mapped: only the windows are read, whatever the size of the glob.
+
+    between > 0: instead, that many windows starting midway between consecutive ones of those
+    n_seqs (evenly chosen): held out from them where the shards hold over 2 windows per sequence."""
     from pgcompress.eval.shards import read_shard
 
     files = sorted(globlib.glob(pattern))
@@ -66,6 +70,9 @@ def shard_tokens(pattern: str, n_seqs: int, seq_len: int) -> torch.Tensor:
     if total < seq_len:
         raise DataError(f"calibration shards hold {total} tokens, fewer than one sequence of {seq_len}")
     starts = np.linspace(0, total - seq_len, num=n_seqs).astype(np.int64)
+    if between:
+        mids = (starts[:-1] + starts[1:]) // 2 if n_seqs > 1 else starts
+        starts = mids[np.linspace(0, len(mids) - 1, num=between).round().astype(np.int64)]
     return torch.from_numpy(np.stack([_window(maps, ends, int(s), seq_len) for s in starts]))
 
 
@@ -160,8 +167,19 @@ def calibrate(state_dict: dict[str, torch.Tensor], cfg: CalibConfig) -> dict[str
     return collect_stats(model, tokens, cfg.batch_seqs, fisher_seqs=0, progress=cfg.progress).hessians
 
 
-def calibrate_stats(state_dict: dict[str, torch.Tensor], cfg: CalibConfig, fisher_seqs: int = 16) -> CalibStats:
-    """State dict + calibration config -> CalibStats (the first fisher_seqs sequences get gradients)."""
+def held_out_tokens(model: nn.Module, cfg: CalibConfig, n: int) -> torch.Tensor:
+    """n sequences of the same kind as the calibration's, none of them among its sequences: shard
+    windows between the calibration's, or sequences sampled from another seed."""
+    if cfg.shards:
+        return shard_tokens(cfg.shards, cfg.seqs, cfg.seq_len, between=n)
+    return calibration_tokens(model, replace(cfg, selfgen=n, seed=cfg.seed + HELD_OUT_SEED, selfgen_target_s=None,
+                                             progress=False))
+
+
+def calibrate_stats(state_dict: dict[str, torch.Tensor], cfg: CalibConfig, fisher_seqs: int = 16,
+                    held_out: int = 0) -> CalibStats:
+    """State dict + calibration config -> CalibStats (the first fisher_seqs sequences get gradients);
+    held_out > 0: also that many held-out sequences (``CalibStats.held_out``) for loss probes."""
     model = calib_model.calibration_model(state_dict, cfg.device, cfg.model_code)
     tokens = calibration_tokens(model, cfg)
     stats = collect_stats(model, tokens, cfg.batch_seqs, fisher_seqs, progress=cfg.progress)
@@ -170,4 +188,6 @@ def calibrate_stats(state_dict: dict[str, torch.Tensor], cfg: CalibConfig, fishe
     windowed = not cfg.shards and not is_reference_gpt(model) and L - 1 > cfg.selfgen_window
     drawn = f" (each drawn given at most the {cfg.selfgen_window} before it)" if windowed else ""
     stats.source = f"{n} x {L} {origin} tokens{drawn}, {min(fisher_seqs, n)} with gradients"
+    if held_out:
+        stats.held_out = held_out_tokens(model, cfg, held_out)
     return stats
