@@ -7,6 +7,7 @@ Runs the demo with tiny settings twice in a fresh cache and times the second (ca
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from pgcompress.demo.train import TrainConfig
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     machine = machine_description()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = DemoConfig(train=TrainConfig(num_layers=2, model_dim=64, num_heads=1, num_kv_heads=1, seq_len=128,

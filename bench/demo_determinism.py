@@ -10,6 +10,7 @@ demo's cold-start time; the load average before each run says how quiet the mach
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -99,6 +100,7 @@ def markdown(machine: str, runs: list[dict], same: bool, cores: int) -> str:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     machine = machine_description()
     cores = os.cpu_count() or 1
     quiet = run_demo("as it comes")

@@ -18,3 +18,16 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_png(fig, path, dpi: int) -> None:
+    """Write ``fig`` as a PNG at ``path`` atomically (a half-written picture never appears) and close it."""
+    import io
+
+    from pgcompress.atomic import atomic_write
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    pyplot().close(fig)
+    atomic_write(path, buf.getvalue())

@@ -187,3 +187,32 @@ def test_rescue_steps_down_from_an_overshooting_capacity_to_a_fit():
     run.rescue(budget)  # a capacity of the whole budget: the first rounds overshoot
     assert run.best is not None and run.best.total_bytes < budget
     assert len(run.history) >= 3 and all(t >= budget for _, t in run.history[:2])
+
+
+def test_the_parallel_candidate_table_equals_a_serial_one(monkeypatch):
+    """Tensors quantized two at a time, candidates scored in other threads: the same table, byte for
+    byte, as one built a tensor and a candidate at a time (GPTQ, LQER, wf and the grids all run)."""
+    from conftest import reference_like_state_dict
+
+    from pgcompress.budget import table as T
+    from pgcompress.budget.distortion import Distortion
+    from pgcompress.quant.base import QuantContext
+    from pgcompress.quant.calibration import CalibConfig, calibrate_stats
+
+    sd = reference_like_state_dict(seed=3, dim=64, layers=2, vocab=128)
+    stats = calibrate_stats(sd, CalibConfig(selfgen=2, seq_len=64), fisher_seqs=1)
+    ctx = QuantContext(stats.hessians, out_sens=stats.out_sens)
+
+    def build(workers):
+        monkeypatch.setattr(T, "QUANT_WORKERS", workers)
+        monkeypatch.setattr(T, "SCORE_WORKERS", workers)
+        return T.build_table(sd, ctx, Distortion(stats))
+
+    def flat(table):
+        return [(r.name, c.method, c.rate, c.dist, c.enc.method, repr(c.enc.params),
+                 [(k, a.dtype.str, a.tobytes()) for k, a in c.enc.streams.items()])
+                for r in table.rows for c in r.all]
+
+    serial, parallel = flat(build(1)), flat(build(2))
+    assert {m for _, m, *_ in serial} >= {"int4-gptq", "int4-gptq+lqer", "wf3-kfac"}
+    assert parallel == serial

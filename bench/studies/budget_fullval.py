@@ -14,6 +14,7 @@ Run: python -m bench.studies.budget_fullval   (about 50 minutes on a 2-core CPU)
 
 from __future__ import annotations
 
+import argparse
 import json
 import tempfile
 import time
@@ -33,6 +34,7 @@ TOKENS = (65_536, 131_072, None)  # None: the whole val shard
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     machine = machine_description()
     sd = pgcompress.load_checkpoint(CKPT)
     t0 = time.perf_counter()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 
-from pgcompress.atomic import atomic_write
 from pgcompress.budget.solver import Solution
-from pgcompress.plotting import pyplot
+from pgcompress.plotting import pyplot, save_png
 
 
 def summary(solution: Solution) -> dict:
@@ -59,11 +57,7 @@ def plot_allocation(solution: Solution, path) -> None:
     for f in families:
         ax.bar([], [], color=colours[f], label=f)
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=150)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    save_png(fig, path, dpi=150)
 
 
 def _numel(shape) -> int:

@@ -27,8 +27,10 @@ RESCUE_ROUNDS = 8  # downward steps when no round fitted
 POLISH_ROUNDS = 3  # re-allocations from the best artifact's measured rates, after the rounds
 # What the preamble and the header's fixed part cost beyond the tensors' shares (measured: ~60 B).
 HEADER_FIXED = 256
-DECODER_GUESS = 15_000  # first guess at the minified decoder; round 1 counts the real one (not re-measured
-# since rans-ctx2/ctx3 and wf joined it: bench/results/decoder.md is older)
+# First guess at the minified decoder; round 1 counts the real one, so the guess only moves round 1's
+# capacity (measured: 17,586 B for int6 artifacts with the automatic codec choice, 20,338 B with
+# every submittable codec; bench/results/coder_consolidation.md).
+DECODER_GUESS = 15_000
 
 
 @dataclass

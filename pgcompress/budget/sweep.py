@@ -3,7 +3,6 @@ packed, written and scored by the reference eval: the rate-distortion table and 
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -14,7 +13,7 @@ from pgcompress.budget import Prepared, pack_to_budget
 from pgcompress.budget.accounting import Accounting
 from pgcompress.budget.noise import NoiseFloor, inversions
 from pgcompress.errors import PgcError
-from pgcompress.plotting import pyplot
+from pgcompress.plotting import pyplot, save_png
 from pgcompress.quant.base import QuantContext
 from pgcompress.registry import get_method
 
@@ -163,8 +162,4 @@ def plot_sweep(rows: list[SweepRow], path: Path, title: str = "") -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=140)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    save_png(fig, path, dpi=140)

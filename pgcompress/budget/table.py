@@ -21,8 +21,8 @@ from pgcompress.quant import lqer
 from pgcompress.quant.base import Encoded, QuantContext, TensorKind
 from pgcompress.registry import candidate_methods, get_method
 
+QUANT_WORKERS = 2
 SCORE_WORKERS = 2
-OVERLAP = True
 
 
 @dataclass
@@ -79,24 +79,34 @@ def build_table(state_dict: dict[str, torch.Tensor], ctx: QuantContext, distorti
     offers any of them. Every method's candidates are also kept by method, pruned or not, for the
     uniform-configuration guard and for comparisons."""
     meter = RateMeter(submittable)
-    ctx = QuantContext(ctx.hessians, memo={} if ctx.memo is None else ctx.memo, device=ctx.device,
-                       out_sens=ctx.out_sens)
-    # Quantizing (this thread) and scoring (rate and distortion, two workers) overlap: tensor i is
-    # scored while tensor i + 1 is quantized. Results do not depend on the timing.
-    pending = []
-    with ThreadPoolExecutor(SCORE_WORKERS) as pool:
-        for name in progress_bar(list(state_dict), "candidates", enabled=progress):
-            t = state_dict[name]
-            kind = tensor_kind(name, t, ctx)
-            names = candidate_methods(kind)
-            if methods is not None:
-                names = [m for m in names if m in methods] or names
-            encs = _quantize(name, t, names, ctx)
-            pending.append((name, t, [pool.submit(_score, name, t, m, enc, meter, distortion) for m, enc in encs]))
-            if not OVERLAP:
-                [f.result() for f in pending[-1][2]]
-            ctx.memo.clear()  # codes (and LQER's decompositions) are reused within a tensor only
+
+    def quantize(name: str) -> list[tuple[str, Encoded]]:
+        # each tensor its own memo: codes (and LQER's decompositions) are reused within a tensor only
+        t = state_dict[name]
+        tctx = QuantContext(ctx.hessians, memo={}, device=ctx.device, out_sens=ctx.out_sens)
+        names = candidate_methods(tensor_kind(name, t, tctx))
+        if methods is not None:
+            names = [m for m in names if m in methods] or names
+        try:
+            return _quantize(name, t, names, tctx)
+        finally:
             lqer.clear_cache()
+
+    # QUANT_WORKERS tensors are quantized at once and each one's candidates are scored (rate and
+    # distortion) by SCORE_WORKERS more threads while the next ones quantize. Every tensor's work is
+    # the same computation whatever thread runs it, and rows are gathered in state-dict order, so
+    # the table does not depend on the timing (tests/test_budget_solver.py compares it with one
+    # built serially).
+    order = list(state_dict)
+    pending, queued = [], {}
+    with ThreadPoolExecutor(QUANT_WORKERS) as qpool, ThreadPoolExecutor(SCORE_WORKERS) as spool:
+        for i, name in enumerate(progress_bar(order, "candidates", enabled=progress)):
+            for ahead in order[i:i + QUANT_WORKERS]:
+                if ahead not in queued:
+                    queued[ahead] = qpool.submit(quantize, ahead)
+            encs = queued.pop(name).result()
+            t = state_dict[name]
+            pending.append((name, t, [spool.submit(_score, name, t, m, enc, meter, distortion) for m, enc in encs]))
         rows, uniform = [], {}
         for name, t, futures in pending:
             cands = [f.result() for f in futures]

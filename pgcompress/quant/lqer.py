@@ -12,6 +12,7 @@ fp16 scale per row of r, on the shared symmetric grid.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,12 +64,20 @@ def fit(E: torch.Tensor, H: torch.Tensor | None, rank: int, bits: int) -> Factor
     return Factors(r, bits, G.quantize_rows(At, a_qp, grid), a_qp.scale, b_codes, b_qp.scale)
 
 
-_CHOL: dict[bytes, tuple] = {}  # digest of H -> (damped H, its Cholesky factor): the last H only
+# Per thread (the candidate table quantizes tensors in parallel): digest of H -> (damped H, its
+# Cholesky factor), the last H only.
+_LOCAL = threading.local()
+
+
+def _chol_cache() -> dict:
+    if not hasattr(_LOCAL, "chol"):
+        _LOCAL.chol = {}
+    return _LOCAL.chol
 
 
 def clear_cache() -> None:
-    """Drop the cached factorization (it only pays within one tensor's candidates)."""
-    _CHOL.clear()
+    """Drop this thread's cached factorization (it only pays within one tensor's candidates)."""
+    _chol_cache().clear()
 
 
 def _decomposition(E64: torch.Tensor, H: torch.Tensor | None, r: int):
@@ -79,12 +88,13 @@ def _decomposition(E64: torch.Tensor, H: torch.Tensor | None, r: int):
         Hd = L = None
     else:
         hkey = hashlib.blake2b(H.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
-        if hkey not in _CHOL:
+        cache = _chol_cache()
+        if hkey not in cache:
             Hd = H.double().clone()
             Hd.diagonal().add_(DAMP * float(Hd.diagonal().mean()) + 1e-12)
-            _CHOL.clear()
-            _CHOL[hkey] = (Hd, torch.linalg.cholesky(Hd))  # [in, in] lower
-        Hd, L = _CHOL[hkey]
+            cache.clear()
+            cache[hkey] = (Hd, torch.linalg.cholesky(Hd))  # [in, in] lower
+        Hd, L = cache[hkey]
     _, S, Vh = torch.linalg.svd(E64 if L is None else E64 @ L, full_matrices=False)
     return Hd, L, S, Vh[:r]
 
