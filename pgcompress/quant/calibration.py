@@ -21,14 +21,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pgcompress.errors import DataError
-from pgcompress.progress import note, progress_bar
-from pgcompress.quant import calib_model
+from pgcompress.progress import note
+from pgcompress.quant.calib_model import calibration_model
 from pgcompress.quant.calib_stats import CalibStats, collect_stats
-from pgcompress.quant.hessians import HessianCollector
 from pgcompress.quant.selfgen import BOS_ID  # noqa: F401  (calibration's sequences start with it)
 from pgcompress.quant.selfgen import (DEFAULT_WINDOW, context_lengths, fit_count, is_reference_gpt, probe_cost,
                                       selfgen_tokens)
@@ -88,38 +86,13 @@ def _window(maps: list[np.ndarray], ends: np.ndarray, start: int, length: int) -
     return np.concatenate(parts)
 
 
-def tied_head_input(model: nn.Module) -> dict:
-    """The tied output head as a virtual linear for HessianCollector, if ``model`` is the reference
-    GPT with tied embeddings (its head input is rms_norm of the last block's output)."""
-    if getattr(model, "lm_head", "absent") is not None or not hasattr(model, "blocks") or not hasattr(model, "tok_emb"):
-        return {}
-    return {"tok_emb.weight": (model.blocks[-1], lambda out: F.rms_norm(out, (out.shape[-1],)))}
-
-
-@torch.no_grad()  # not inference_mode: cached rotary tables must stay usable by a later backward
 def collect_hessians(model: nn.Module, tokens: torch.Tensor, batch_seqs: int = 8,
                      progress: bool = False) -> dict[str, torch.Tensor]:
-    """tokens [n, L] -> {param name: H [in, in] fp32}: one forward per batch, every layer at once."""
-    device = next(model.parameters()).device
-    with HessianCollector(model, tied_head_input(model)) as hc:
-        batches = range(0, tokens.shape[0], batch_seqs)
-        for i in progress_bar(batches, "calibrate", enabled=progress):
-            x = tokens[i:i + batch_seqs].to(device)
-            _forward(model, x)
-            hc.new_batch()
-        return hc.hessians()
-
-
-def _forward(model: nn.Module, x: torch.Tensor) -> None:
-    if hasattr(model, "forward_logits"):
-        model.forward_logits(x)
-    else:
-        model(x)
-
-
-def calibration_model(state_dict: dict[str, torch.Tensor], device: str = "cpu") -> nn.Module:
-    """The built-in reference GPT for this state dict, in fp32 (see ``calib_model.calibration_model``)."""
-    return calib_model.calibration_model(state_dict, device)
+    """tokens [n, L] -> {param name: H [in, in] fp32}: one forward per batch, every layer at once,
+    every position of ``tokens`` an input (the statistics collector with no backward pass, fed
+    ``tokens`` plus a placeholder last column that is only ever a target)."""
+    padded = torch.cat([tokens, tokens[:, -1:]], dim=1)
+    return collect_stats(model, padded, batch_seqs, fisher_seqs=0, progress=progress).hessians
 
 
 def calibration_tokens(model: nn.Module, cfg: CalibConfig) -> torch.Tensor:
@@ -159,11 +132,12 @@ def _duration(seconds: float) -> str:
 
 def calibrate(state_dict: dict[str, torch.Tensor], cfg: CalibConfig) -> dict[str, torch.Tensor]:
     """State dict + calibration config -> Hessians by state-dict name (for QuantContext.hessians)."""
-    model = calib_model.calibration_model(state_dict, cfg.device, cfg.model_code)
+    model = calibration_model(state_dict, cfg.device, cfg.model_code)
     tokens = calibration_tokens(model, cfg)
     if cfg.model_code is None:
         return collect_hessians(model, tokens, cfg.batch_seqs, cfg.progress)
-    # a user's model may use weights outside nn.Linear (banks): find them by use, not by module
+    # a user's model: every position but the last is an input, as in calibrate_stats (kept so:
+    # its artifacts keep their bytes)
     return collect_stats(model, tokens, cfg.batch_seqs, fisher_seqs=0, progress=cfg.progress).hessians
 
 
@@ -180,7 +154,7 @@ def calibrate_stats(state_dict: dict[str, torch.Tensor], cfg: CalibConfig, fishe
                     held_out: int = 0) -> CalibStats:
     """State dict + calibration config -> CalibStats (the first fisher_seqs sequences get gradients);
     held_out > 0: also that many held-out sequences (``CalibStats.held_out``) for loss probes."""
-    model = calib_model.calibration_model(state_dict, cfg.device, cfg.model_code)
+    model = calibration_model(state_dict, cfg.device, cfg.model_code)
     tokens = calibration_tokens(model, cfg)
     stats = collect_stats(model, tokens, cfg.batch_seqs, fisher_seqs, progress=cfg.progress)
     n, L = tokens.shape
