@@ -114,15 +114,15 @@ def test_the_built_in_gpt_keeps_its_kv_cached_tokens_whatever_the_window():
     assert torch.equal(cached, torch.cat(rows))
 
 
-def test_the_cached_stepper_matches_the_full_forward():
+def test_kv_cached_decoding_matches_the_full_forward():
     sd = reference_like_state_dict(seed=1, dim=32, layers=3, vocab=96, heads=4, kv_heads=2)
     model = C.calibration_model(sd)
     toks = torch.randint(0, 96, (2, 14), generator=torch.Generator().manual_seed(2))
-    step = selfgen._cached_stepper(model, 2, 14)
+    caches = model.kv_caches(2, 14)
     with torch.no_grad():
         full = model.forward_logits(toks).reshape(2, 14, -1)
         for pos in range(14):
-            assert torch.allclose(step(toks[:, pos], pos), full[:, pos], atol=1e-5)
+            assert torch.allclose(model.forward_logits(toks[:, pos:pos + 1], caches, pos), full[:, pos], atol=1e-5)
 
 
 def test_context_lengths_and_the_work_curve():

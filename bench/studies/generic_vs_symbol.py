@@ -62,8 +62,8 @@ def main() -> None:
                 info = stream_info_for(arr)
                 if not (info.is_symbols and info.raw_nbytes > LARGE_SYMBOL_BYTES):
                     continue
-                g, s, o, ctx = compare(arr)
-                order0_wins += ctx is None or (o is not None and o < ctx)
+                g, s, o, c2 = compare(arr)
+                order0_wins += c2 is None or (o is not None and o < c2)
                 n += 1
                 total_g += g
                 total_s += s

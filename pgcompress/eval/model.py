@@ -98,6 +98,9 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
+KVCache = tuple[torch.Tensor, torch.Tensor]  # keys, values: [B, kv_heads, max_len, head_dim]
+
+
 class CastedLinear(nn.Linear):
     """Keeps an fp32 weight but multiplies in the activation dtype (bf16 compute without autocast)."""
 
@@ -148,20 +151,31 @@ class Attention(nn.Module):
         self.q_gain = nn.Parameter(torch.full((cfg.num_heads,), cfg.qk_gain_init))
         self.rotary = Rotary(self.head_dim, cfg.rope_base)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, pos: int = 0) -> torch.Tensor:
+        """x [B, T, C]. With ``cache`` (one token, T = 1, at position ``pos``): its keys and values
+        go into the cache and it attends to every position up to it."""
         B, T, C = x.shape
         q = self.c_q(x).reshape(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, T, D]
         k = self.c_k(x).reshape(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, D]
         v = self.c_v(x).reshape(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q = F.rms_norm(q, (self.head_dim,))
         k = F.rms_norm(k, (self.head_dim,))
-        cos, sin = self.rotary(T, x.device, q.dtype)
+        if cache is None:
+            cos, sin = self.rotary(T, x.device, q.dtype)
+        else:
+            cos, sin = self.rotary(cache[0].shape[2], x.device, q.dtype)
+            cos, sin = cos[:, :, pos:pos + 1], sin[:, :, pos:pos + 1]
         q = rotate(q, cos, sin)
         k = rotate(k, cos, sin)
         q = q * self.q_gain.to(q.dtype)[None, :, None, None]
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, enable_gqa=self.num_kv_heads != self.num_heads
-        )
+        gqa = self.num_kv_heads != self.num_heads
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        else:
+            K, V = cache
+            K[:, :, pos:pos + 1] = k
+            V[:, :, pos:pos + 1] = v
+            y = F.scaled_dot_product_attention(q, K[:, :, :pos + 1], V[:, :, :pos + 1], enable_gqa=gqa)
         return self.proj(y.transpose(1, 2).contiguous().reshape(B, T, C))
 
 
@@ -185,10 +199,10 @@ class Block(nn.Module):
         self.mlp_scale = nn.Parameter(torch.ones(dim))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))))  # [2, dim]
 
-    def forward(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, x0: torch.Tensor, cache: KVCache | None = None, pos: int = 0) -> torch.Tensor:
         mix = self.resid_mix.to(x.dtype)
         x = mix[0][None, None, :] * x + mix[1][None, None, :] * x0
-        x = x + self.attn_scale.to(x.dtype)[None, None, :] * self.attn(F.rms_norm(x, (x.size(-1),)))
+        x = x + self.attn_scale.to(x.dtype)[None, None, :] * self.attn(F.rms_norm(x, (x.size(-1),)), cache, pos)
         x = x + self.mlp_scale.to(x.dtype)[None, None, :] * self.mlp(F.rms_norm(x, (x.size(-1),)))
         return x
 
@@ -225,18 +239,33 @@ class GPT(nn.Module):
         if self.lm_head is not None:
             nn.init.zeros_(self.lm_head.weight)
 
-    def forward_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """input_ids [B, T] int64 -> soft-capped logits [B*T, V] in the compute dtype."""
+    def kv_caches(self, batch: int, max_len: int) -> list[KVCache]:
+        """Empty key/value caches for decoding ``batch`` sequences of up to ``max_len`` tokens one
+        token at a time (``forward_logits(ids, caches, pos)``)."""
+        p = next(self.parameters())
+        out = []
+        for block in self.blocks:
+            shape = (batch, block.attn.num_kv_heads, max_len, block.attn.head_dim)
+            out.append((torch.zeros(shape, dtype=p.dtype, device=p.device),
+                        torch.zeros(shape, dtype=p.dtype, device=p.device)))
+        return out
+
+    def forward_logits(self, input_ids: torch.Tensor, caches: list[KVCache] | None = None, pos: int = 0) -> torch.Tensor:
+        """input_ids [B, T] int64 -> soft-capped logits [B*T, V] in the compute dtype. With ``caches``
+        (``kv_caches``): one new token per sequence (T = 1) at position ``pos``, the ones before it
+        read from the caches - the same arithmetic as the full forward's last position."""
+        if caches is None:
+            caches = [None] * len(self.blocks)
         x = F.rms_norm(self.tok_emb(input_ids), (self.cfg.model_dim,))
         x0 = x
         skips: list[torch.Tensor] = []
-        for block in self.blocks[: self.num_encoder]:
-            x = block(x, x0)
+        for li, block in enumerate(self.blocks[: self.num_encoder]):
+            x = block(x, x0, caches[li], pos)
             skips.append(x)
         for i, block in enumerate(self.blocks[self.num_encoder :]):
             if skips:
                 x = x + self.skip_weights[i].to(x.dtype)[None, None, :] * skips.pop()
-            x = block(x, x0)
+            x = block(x, x0, caches[self.num_encoder + i], pos)
         x = F.rms_norm(x, (x.size(-1),)).reshape(-1, x.size(-1))  # [B*T, C]
         logits = F.linear(x, self.tok_emb.weight) if self.lm_head is None else self.lm_head(x)  # [B*T, V]
         cap = self.cfg.logit_softcap

@@ -3,7 +3,7 @@ at eval time in the challenge). Tokens: [n, seq_len] int64, the first of each ro
 
 Two samplers, because what a step costs depends on what we know of the model:
 
-- The built-in reference GPT samples with a KV cache (``_cached_stepper``): a step is one token's
+- The built-in reference GPT samples with a KV cache (``GPT.kv_caches`` and ``GPT.forward_logits(ids, caches, pos)``): a step is one token's
   forward, n x seq_len token-forwards in all.
 - A user's model (``--model-code``) is arbitrary torch code. A generic KV cache is impossible
   without knowing its internals: positions come from the input's length (rotary tables, a
@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pgcompress.progress import progress_counter
@@ -140,10 +139,10 @@ def selfgen_tokens(model: nn.Module, n_seqs: int, seq_len: int, temperature: flo
         for b0 in range(0, n_seqs, batch_seqs):
             B = min(batch_seqs, n_seqs - b0)
             toks = torch.full((B, seq_len), bos, dtype=torch.long, device=device)
-            step = _cached_stepper(model, B, seq_len) if cached else None
+            caches = model.kv_caches(B, seq_len) if cached else None
             for pos in range(seq_len - 1):
-                if step is not None:
-                    logits = step(toks[:, pos], pos)
+                if caches is not None:
+                    logits = model.forward_logits(toks[:, pos:pos + 1], caches, pos)
                 else:
                     logits = calib_model.next_token_logits(model, toks[:, pos + 1 - contexts[pos]:pos + 1])
                 probs = torch.softmax(logits.float() / temperature, dim=-1)
@@ -155,60 +154,3 @@ def selfgen_tokens(model: nn.Module, n_seqs: int, seq_len: int, temperature: flo
 
 def is_reference_gpt(model: nn.Module) -> bool:
     return all(hasattr(model, a) for a in ("tok_emb", "blocks", "skip_weights", "num_encoder", "cfg"))
-
-
-def _cached_stepper(model: nn.Module, B: int, max_len: int):
-    """One-token decode of the reference GPT with a KV cache; mirrors GPT.forward_logits."""
-    from pgcompress.eval.model import rotate
-
-    cfg = model.cfg
-    C = cfg.model_dim
-    p = next(model.parameters())
-    caches = []
-    for block in model.blocks:
-        a = block.attn
-        shape = (B, a.num_kv_heads, max_len, a.head_dim)
-        caches.append((torch.zeros(shape, dtype=p.dtype, device=p.device), torch.zeros(shape, dtype=p.dtype, device=p.device)))
-
-    def attn_step(a, h, pos, cache):
-        q = a.c_q(h).reshape(B, 1, a.num_heads, a.head_dim).transpose(1, 2)  # [B, H, 1, D]
-        k = a.c_k(h).reshape(B, 1, a.num_kv_heads, a.head_dim).transpose(1, 2)
-        v = a.c_v(h).reshape(B, 1, a.num_kv_heads, a.head_dim).transpose(1, 2)
-        q = F.rms_norm(q, (a.head_dim,))
-        k = F.rms_norm(k, (a.head_dim,))
-        cos, sin = a.rotary(max_len, h.device, q.dtype)
-        cos, sin = cos[:, :, pos:pos + 1], sin[:, :, pos:pos + 1]
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-        q = q * a.q_gain.to(q.dtype)[None, :, None, None]
-        K, V = cache
-        K[:, :, pos:pos + 1] = k
-        V[:, :, pos:pos + 1] = v
-        y = F.scaled_dot_product_attention(q, K[:, :, :pos + 1], V[:, :, :pos + 1],
-                                           enable_gqa=a.num_kv_heads != a.num_heads)
-        return a.proj(y.transpose(1, 2).reshape(B, 1, C))
-
-    def block_step(block, x, x0, pos, cache):
-        mix = block.resid_mix.to(x.dtype)
-        x = mix[0][None, None, :] * x + mix[1][None, None, :] * x0
-        x = x + block.attn_scale.to(x.dtype)[None, None, :] * attn_step(block.attn, F.rms_norm(x, (C,)), pos, cache)
-        return x + block.mlp_scale.to(x.dtype)[None, None, :] * block.mlp(F.rms_norm(x, (C,)))
-
-    def step(tok: torch.Tensor, pos: int) -> torch.Tensor:
-        # tok: [B] -> soft-capped logits [B, V]
-        x = F.rms_norm(model.tok_emb(tok)[:, None, :], (C,))
-        x0 = x
-        skips = []
-        n_enc = model.num_encoder
-        for li, block in enumerate(model.blocks[:n_enc]):
-            x = block_step(block, x, x0, pos, caches[li])
-            skips.append(x)
-        for i, block in enumerate(model.blocks[n_enc:]):
-            if skips:
-                x = x + model.skip_weights[i].to(x.dtype)[None, None, :] * skips.pop()
-            x = block_step(block, x, x0, pos, caches[n_enc + i])
-        x = F.rms_norm(x, (C,))[:, 0]
-        logits = F.linear(x, model.tok_emb.weight) if model.lm_head is None else model.lm_head(x)
-        cap = cfg.logit_softcap
-        return cap * torch.tanh(logits / cap)
-
-    return step
