@@ -49,10 +49,6 @@ class Probe:
     factor: float = 1.0  # applied to the family's distortions in this group (1: reference or unmeasured)
     reason: str = ""  # why the factor is 1, where it is
 
-    @property
-    def ratio(self) -> float:
-        return self.measured / self.predicted if self.predicted > 0 else math.nan
-
 
 def family_of(method: str) -> str:
     return method_family(method).readable
@@ -115,13 +111,8 @@ def relative_factor(p: Probe, ref: Probe) -> tuple[float, float] | None:
 
 def factor_for(probes: list[Probe], method: str, group: str) -> float:
     """The factor the probes applied to ``method``'s family in ``group`` (1 where none)."""
-    fam = None
-    for p in probes:
-        if p.group == group and p.factor != 1.0:
-            fam = fam or family_of(method)
-            if p.family == fam:
-                return p.factor
-    return 1.0
+    fam = family_of(method)
+    return next((p.factor for p in probes if p.group == group and p.family == fam), 1.0)
 
 
 def describe(probes: list[Probe]) -> str:
