@@ -203,6 +203,9 @@ def test_the_parallel_candidate_table_equals_a_serial_one(monkeypatch):
     stats = calibrate_stats(sd, CalibConfig(selfgen=2, seq_len=64), fisher_seqs=1)
     ctx = QuantContext(stats.hessians, out_sens=stats.out_sens)
 
+    # the same intra-op threads for both (the table splits the cores between its quantizing threads)
+    monkeypatch.setattr(T, "worker_threads", lambda: 1)
+
     def build(workers):
         monkeypatch.setattr(T, "QUANT_WORKERS", workers)
         monkeypatch.setattr(T, "SCORE_WORKERS", workers)

@@ -93,20 +93,37 @@ RANK_STEPS = (4,)
 
 @dataclass
 class CtxModel:
-    """A fitted model: the blob's header integers and every symbol's table entry, in decode order.
+    """A fitted model: the blob's header integers, and its symbols as (tables, table per symbol,
+    symbol) parts in decode order, turned into every symbol's table entry only when it is coded
+    (``symbols``): a fit that loses, or a rate estimate, never pays for the per-symbol gather.
 
     head: sb, e | mode << 3, K, R, C, z(t0), tail (0 until coded), [z(elo), EA when mode != 0],
       u[0..K-1], A m u e for row widths then column widths, then z(min) A m u e per centre vector;
-    freq, cum: frequency and cumulative frequency of every symbol (side symbols, then codes);
-    phases: the two phases' symbol counts; ideal_side/ideal_codes: sum of -log2(f / 2^sb) in bytes.
+    parts: side tables then the codes' context tables; phases: the two phases' symbol counts
+    (side symbols, then codes); ideal_side/ideal_codes: sum of -log2(f / 2^sb) in bytes.
     """
 
     head: list[int]
-    freq: np.ndarray
-    cum: np.ndarray
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     phases: list[int]
     ideal_side: float
     ideal_codes: float
+
+    def symbols(self) -> tuple[np.ndarray, np.ndarray]:
+        """(frequency, cumulative frequency) of every symbol in decode order: what lanes_encode takes."""
+        pairs = [symbol_freqs(tables, which, values) for tables, which, values in self.parts]
+        return np.concatenate([f for f, _ in pairs]), np.concatenate([c for _, c in pairs])
+
+
+def _ideal(tables: np.ndarray, which: np.ndarray, values: np.ndarray) -> float:
+    """sum of -log2(f / 2^sb) over the symbols, in bytes (a few side symbols: gathered)."""
+    return float(-np.log2(symbol_freqs(tables, which, values)[0] / 2.0 ** SCALE_BITS).sum() / 8)
+
+
+def _ideal_hist(tables: np.ndarray, hist: np.ndarray) -> float:
+    """The same sum from the symbols' histogram per table: [K, A] counts against [K, A] tables."""
+    used = hist > 0
+    return float((hist[used] * -np.log2(tables[used] / 2.0 ** SCALE_BITS)).sum() / 8)
 
 
 def model_bytes(model: CtxModel) -> float:
@@ -144,17 +161,19 @@ def fit_widths(hist: np.ndarray, lo: int, hi: int, grid_points: int = GRID_POINT
     the integer tables the coder uses are built from the result, exactly as the decoder builds them.
     """
     v = np.arange(lo, hi + 1, dtype=np.float64)
+    hist = hist.astype(np.float64)
     n = hist.sum(axis=1)
     rms = np.sqrt((hist * v * v).sum(axis=1) / np.maximum(n, 1))
     grid = np.exp(np.linspace(np.log(0.5), np.log(2.0), grid_points))  # x rms
+    us = np.maximum(1, np.round(SIGMA_UNIT * np.maximum(rms, 0.3)[:, None] * grid[None, :]))  # [K, G]
+    z = v[None, None, :] ** 2 / ((us / SIGMA_UNIT) ** 2)[:, :, None]  # [K, G, A]
     best_total, best = None, None
     for e in range(1, MAX_TAIL_EXP + 1):
-        nu = float((2 << e) - 1)
-        us = np.maximum(1, np.round(SIGMA_UNIT * np.maximum(rms, 0.3)[:, None] * grid[None, :]))  # [K, G]
-        s2 = (us / SIGMA_UNIT) ** 2
-        p = (1.0 + v[None, None, :] ** 2 / (nu * s2[:, :, None])) ** -(2.0 ** e)  # [K, G, A]
-        p = p / p.sum(axis=2, keepdims=True)
-        cost = -(hist[:, None, :] * np.log2(np.maximum(p, 1e-300))).sum(axis=2)  # [K, G]
+        # in the log domain: -ln p(v) = 2^e ln(1 + v^2 / (nu s^2)) + ln Z, Z the sum over the range
+        nl = np.log1p(z / float((2 << e) - 1)) * 2.0 ** e  # [K, G, A], unnormalised
+        low = nl.min(axis=2, keepdims=True)
+        ln_z = np.log(np.exp(low - nl).sum(axis=2)) - low[:, :, 0]  # [K, G]
+        cost = (np.matmul(nl, hist[:, :, None])[:, :, 0] + n[:, None] * ln_z) / np.log(2.0)  # bits
         pick = cost.argmin(axis=1)
         total = cost[np.arange(len(us)), pick].sum()
         if best_total is None or total < best_total:
@@ -210,11 +229,11 @@ def _fit_at(q: np.ndarray, lo: int, hi: int, ia: np.ndarray, jb: np.ndarray,
     hist = np.bincount(ctx * a + idx, minlength=k * a).reshape(k, a)
     e, us = fit_widths(hist, lo, hi, grid_points)
     side = [fit_side(ia), fit_side(jb)]
-    f1, c1 = symbol_freqs(side_tables(side, SCALE_BITS), np.repeat([0, 1], [r, c]), np.concatenate([ia, jb]))
-    f2, c2 = symbol_freqs(ctx_tables(us, e, lo, hi, SCALE_BITS), ctx, idx)
+    side_part = (side_tables(side, SCALE_BITS), np.repeat([0, 1], [r, c]), np.concatenate([ia, jb]))
+    tables = ctx_tables(us, e, lo, hi, SCALE_BITS)
     head = [SCALE_BITS, e, k, r, c, zigzag(t0), 0, *us.tolist(), *side[0], *side[1]]
-    ideal = [float(-np.log2(f / 2.0 ** SCALE_BITS).sum() / 8) for f in (f1, f2)]
-    return CtxModel(head, np.concatenate([f1, f2]), np.concatenate([c1, c2]), [r + c, idx.size], *ideal)
+    return CtxModel(head, [side_part, (tables, ctx, idx)], [r + c, idx.size], _ideal(*side_part),
+                    _ideal_hist(tables, hist))
 
 
 def fit_centred_model(q: np.ndarray, rc: np.ndarray | None, cc: np.ndarray | None,
@@ -248,12 +267,10 @@ def fit_centred_model(q: np.ndarray, rc: np.ndarray | None, cc: np.ndarray | Non
     # base.head: sb, e, K, R, C, z(t0), tail, u[0..K-1], then the two width tables
     head = ([base.head[0], base.head[1] | mode << 3] + base.head[2:7] + [zigzag(elo), ehi - elo + 1]
             + base.head[7:] + [v for p in params for v in p])
-    tables = side_tables([p[1:] for p in params], SCALE_BITS)
-    f, cu = symbol_freqs(tables, np.repeat(np.arange(len(values)), [v.size for v in values]), np.concatenate(values))
-    n_side = r + c
-    return CtxModel(head, np.concatenate([base.freq[:n_side], f, base.freq[n_side:]]),
-                    np.concatenate([base.cum[:n_side], cu, base.cum[n_side:]]), [n_side + f.size, q.size],
-                    base.ideal_side + float(-np.log2(f / 2.0 ** SCALE_BITS).sum() / 8), base.ideal_codes)
+    part = (side_tables([p[1:] for p in params], SCALE_BITS),
+            np.repeat(np.arange(len(values)), [v.size for v in values]), np.concatenate(values))
+    return CtxModel(head, [base.parts[0], part, *base.parts[1:]], [r + c + part[2].size, q.size],
+                    base.ideal_side + _ideal(*part), base.ideal_codes)
 
 
 def best_centres(q: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None] | None:

@@ -100,7 +100,7 @@ def matrix_shape(info: StreamInfo) -> tuple[int, int] | None:
 
 def encode_model(model: CtxModel, lanes: int) -> bytes:
     """A fitted model's blob: its header (with the tail the coder found) and the rANS body."""
-    states, words, tail = lanes_encode(model.freq, model.cum, model.phases, lanes, model.head[0])
+    states, words, tail = lanes_encode(*model.symbols(), model.phases, lanes, model.head[0])
     out = bytearray()
     for i, value in enumerate(model.head):
         write_uvarint(out, tail if i == 6 else int(value))

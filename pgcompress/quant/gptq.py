@@ -116,10 +116,11 @@ class GPTQ:
         return Qt.T[:, torch.argsort(perm)]
 
 
-def hessian_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
-    """Per-row output error diag((W - W_hat) H (W - W_hat)^T): [out] fp64."""
-    D = (W - W_hat).double()
-    return ((D @ H.double()) * D).sum(dim=1)
+def hessian_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor,
+                  dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Per-row output error diag((W - W_hat) H (W - W_hat)^T): [out], computed in ``dtype``."""
+    D = (W - W_hat).to(dtype)
+    return ((D @ H.to(dtype)) * D).sum(dim=1)
 
 
 def _qparams(W: torch.Tensor, grid: G.Grid, alpha: float | None, k: float | None) -> G.QParams:
@@ -145,7 +146,9 @@ def gptq_best_clip(W: torch.Tensor, H: torch.Tensor, grid: G.Grid, k: float | No
     codes = GPTQ(W.repeat(len(cands), 1), H, grid, **gptq_kw).quantize(scale, zero)
     W_hat = G.dequantize(G.to_rows(codes, grid.group_size),
                          scale.reshape(-1, 1), None if zero is None else zero.reshape(-1, 1)).reshape(codes.shape)
-    err = hessian_error(W.repeat(len(cands), 1), W_hat, H).reshape(len(cands), out)  # [C, out]
+    # fp32 is enough to rank the candidates (errors 1e-6 apart relative to each other are a tie in
+    # effect) and twice as fast as fp64 on these [7 x out, in] products
+    err = hessian_error(W.repeat(len(cands), 1), W_hat, H, torch.float32).reshape(len(cands), out)  # [C, out]
     best = err.argmin(dim=0)  # first (largest alpha) on ties
     rows = torch.arange(out, device=W.device)
     codes = codes.reshape(len(cands), out, -1)[best, rows]
