@@ -19,6 +19,7 @@ import torch
 import pgcompress.demo.run as demo_run
 from cli_run import STAMPED, error_line, run_main
 from pgcompress.cli.main import main
+from pgcompress.torch_threads import torch_threads
 from pgcompress.demo.baseline import reference_int8_zlib
 from pgcompress.demo.corpus import split_document
 from pgcompress.demo.train import TrainConfig
@@ -147,7 +148,7 @@ def test_training_is_one_thread_and_the_thread_count_is_restored(tmp_path, monke
     before = torch.get_num_threads()
     cfg = demo_run.DemoConfig(cache_dir=tmp_path, train=TINY_TRAIN)
     demo_run.open_cache(cfg.cache_dir)
-    with demo_run.torch_threads(demo_run.DEMO_THREADS):
+    with torch_threads(demo_run.DEMO_THREADS):
         data_dir, _ = demo_run.prepare_data(cfg, note)
         demo_run.prepare_model(cfg, data_dir, note, progress=False)
     assert seen == [1] and torch.get_num_threads() == before
@@ -157,7 +158,7 @@ def test_the_step_count_decides_the_model_and_is_in_its_cache_key(tmp_path):
     cfg = demo_run.DemoConfig(cache_dir=tmp_path, train=TINY_TRAIN)
     demo_run.open_cache(tmp_path)
     data_dir, _ = demo_run.prepare_data(cfg, note)
-    with demo_run.torch_threads(1):
+    with torch_threads(1):
         a, _, cached_a = demo_run.prepare_model(cfg, data_dir, note, progress=False)
         a_again, _, cached_again = demo_run.prepare_model(cfg, data_dir, note, progress=False)
         longer = demo_run.DemoConfig(cache_dir=tmp_path, train=TrainConfig(**{**vars(TINY_TRAIN), "train_steps": 4}))
@@ -169,7 +170,7 @@ def test_the_step_count_decides_the_model_and_is_in_its_cache_key(tmp_path):
     # retrained from scratch in another cache: the same weights, bit for bit
     other = demo_run.DemoConfig(cache_dir=tmp_path / "other", train=TINY_TRAIN)
     demo_run.open_cache(other.cache_dir)
-    with demo_run.torch_threads(1):
+    with torch_threads(1):
         again, _, cached = demo_run.prepare_model(other, data_dir, note, progress=False)
     sd_again = torch.load(again, weights_only=True)
     assert not cached and all(torch.equal(sd_a[k], sd_again[k]) for k in sd_a)

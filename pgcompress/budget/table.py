@@ -9,7 +9,6 @@ tensor keeps its rate-distortion front, sorted by rate.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -21,6 +20,7 @@ from pgcompress.progress import progress_bar
 from pgcompress.quant import lqer
 from pgcompress.quant.base import Encoded, QuantContext, TensorKind
 from pgcompress.registry import candidate_methods, get_method
+from pgcompress.torch_threads import torch_threads
 
 QUANT_WORKERS = 2
 SCORE_WORKERS = 2
@@ -124,16 +124,6 @@ def worker_threads() -> int:
     threads rather than both sharing all of them (on 2 cores, one each: the shared checkpoint's table
     in 161 and 174 s against 188 and 181 s, alternating in one process on an AMD EPYC)."""
     return max(1, torch.get_num_threads() // QUANT_WORKERS)
-
-
-@contextmanager
-def torch_threads(n: int):
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _quantize(name, t, names, ctx) -> list[tuple[str, Encoded]]:

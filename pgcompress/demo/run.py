@@ -13,7 +13,6 @@ float kernels can differ in the last bits).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -36,6 +35,7 @@ from pgcompress.eval.runner import EvalOptions, EvalResult, run
 from pgcompress.eval.shards import read_shard
 from pgcompress.progress import note
 from pgcompress.quant.calibration import CalibConfig
+from pgcompress.torch_threads import torch_threads
 
 CORPUS_VERSION = 1  # bump when corpus/tokenizer/shard building changes, to invalidate caches
 MODEL_VERSION = 2  # bump when training changes; 2: a fixed step count (1 trained for a wall-clock minute)
@@ -94,16 +94,6 @@ def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
 
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def open_cache(cache_dir: Path) -> None:
