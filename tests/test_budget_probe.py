@@ -101,3 +101,21 @@ def test_held_out_windows_are_between_the_calibration_windows(tmp_path):
         assert row == list(range(row[0], row[0] + 128))  # a contiguous window
         assert all(row[0] + 128 <= c[0] or row[0] >= c[0] + 128 for c in calib.tolist())
     assert len({r[0] for r in held.tolist()}) == 5
+
+
+def test_nothing_runs_where_there_is_nothing_to_compare():
+    """One calibrated family only (no other to put on its scale): no probe, no forward pass."""
+    table, sd, losses, group = _setup({})
+    for row in table.rows:
+        row.all = [c for c in row.all if not c.method.startswith("wf")]
+        row.front = pareto(row.all)
+    calls = []
+
+    def counted(state):
+        calls.append(1)
+        return losses(state)
+
+    assert correct_families(table, sd, counted, group.__getitem__) == []
+    assert calls == []
+    full, _, _, _ = _setup({})
+    assert correct_families(full, sd, counted, group.__getitem__) and calls  # with wf beside it: probed

@@ -57,8 +57,10 @@ def family_of(method: str) -> str:
 def correct_families(table: CandidateTable, state_dict: dict[str, torch.Tensor], losses: LossFn,
                      groups: Callable[[str], str]) -> list[Probe]:
     """Probe every calibrated family (``needs_hessians``) in each group, scale their candidates'
-    distortions by their measured ratio over the reference family's, and re-prune the fronts."""
-    base = losses(state_dict)
+    distortions by their measured ratio over the reference family's, and re-prune the fronts. A
+    group with no reference family or nothing to compare with it is not probed (and the unquantized
+    model runs only if some group is)."""
+    base: list[float] | None = None
     probes: list[Probe] = []
     for group in (LOOKUP, LINEAR):
         rows = [r for r in table.rows if groups(r.name) == group]
@@ -67,8 +69,9 @@ def correct_families(table: CandidateTable, state_dict: dict[str, torch.Tensor],
             for fam, cands in _calibrated(row.all).items():
                 per_family.setdefault(fam, {})[row.name] = _nearest(cands, row.numel)
         ref = _reference(per_family)
-        if ref is None:
+        if ref is None or len(per_family) < 2:
             continue
+        base = losses(state_dict) if base is None else base
         measured = {fam: _probe(fam, group, chosen, state_dict, losses, base) for fam, chosen in per_family.items()}
         r0 = measured[ref]
         for fam, p in measured.items():
