@@ -115,3 +115,26 @@ def test_shared_decomposition_gives_the_factors_of_a_cold_fit():
         fresh = lqer.fit(E2, Hh, 8, 4)
         assert all(torch.equal(getattr(other, k), getattr(fresh, k)) for k in keys)
         assert not torch.equal(fresh.b_codes, cold[8].b_codes)
+
+
+@pytest.mark.parametrize("shape", [(48, 20), (20, 48), (32, 32)])
+def test_top_singular_matches_a_full_svd(shape):
+    """The Gram-matrix route gives the leading singular values and right singular vectors of a full
+    SVD (vectors up to sign), tall, wide and square, and zero rows where the rank runs out."""
+    g = torch.Generator().manual_seed(5)
+    # distinct, well-separated leading singular values
+    U, _ = torch.linalg.qr(torch.randn(shape[0], min(shape), generator=g, dtype=torch.float64))
+    V, _ = torch.linalg.qr(torch.randn(shape[1], min(shape), generator=g, dtype=torch.float64))
+    s = torch.tensor([10.0, 6.0, 3.0, 1.5] + [0.1] * (min(shape) - 4), dtype=torch.float64)
+    M = U @ torch.diag(s) @ V.T
+    S, Vh = lqer.top_singular(M, 4)
+    _, S_ref, Vh_ref = torch.linalg.svd(M, full_matrices=False)
+    assert torch.allclose(S, S_ref[:4], rtol=1e-9)
+    assert torch.allclose((Vh * Vh_ref[:4]).sum(1).abs(), torch.ones(4, dtype=torch.float64), atol=1e-9)
+    rank2 = U[:, :2] @ torch.diag(s[:2]) @ V[:, :2].T  # past its rank: tiny values, no blown-up vectors
+    S2, Vh2 = lqer.top_singular(rank2, 4)
+    assert torch.allclose(S2[:2], s[:2], rtol=1e-9) and float(S2[2:].max()) < 1e-6
+    assert torch.allclose((Vh2[:2] * Vh_ref[:2]).sum(1).abs(), torch.ones(2, dtype=torch.float64), atol=1e-9)
+    assert float(Vh2.norm(dim=1).max()) <= 1 + 1e-9
+    S0, Vh0 = lqer.top_singular(torch.zeros(shape, dtype=torch.float64), 2)
+    assert torch.count_nonzero(S0) == 0 and torch.isfinite(Vh0).all()

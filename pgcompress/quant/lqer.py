@@ -102,17 +102,17 @@ def _decomposition(E64: torch.Tensor, H: torch.Tensor | None, r: int):
 def top_singular(M: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
     """M [m, n] fp64 -> its r largest singular values [r] and right singular vectors [r, n], from
     the eigendecomposition of the smaller Gram matrix: 4-9x faster than a full SVD on the solver's
-    512 x 512-2048 matrices, and as exact for the leading vectors LQER keeps (rows whose singular
-    value is 0 are 0)."""
+    512 x 512-2048 matrices, and as exact for the leading vectors LQER keeps (the vectors are unit
+    length, or 0 where M has nothing in that direction)."""
     if M.shape[0] >= M.shape[1]:
         ev, V = torch.linalg.eigh(M.T @ M)  # ascending
         S = ev.flip(0)[:r].clamp_min(0).sqrt()
         return S, V.flip(1)[:, :r].T.contiguous()
     ev, U = torch.linalg.eigh(M @ M.T)
     S = ev.flip(0)[:r].clamp_min(0).sqrt()
-    live = S > S[0] * 1e-12 if float(S[0]) > 0 else torch.zeros_like(S, dtype=torch.bool)
-    Vh = (U.flip(1)[:, :r].T @ M) / torch.where(live, S, torch.ones_like(S))[:, None]
-    return S, torch.where(live[:, None], Vh, torch.zeros_like(Vh))
+    Vh = U.flip(1)[:, :r].T @ M  # rows: singular value x right singular vector
+    norm = Vh.norm(dim=1, keepdim=True)
+    return S, Vh / torch.where(norm > 0, norm, torch.ones_like(norm))
 
 
 def correction(a_codes, a_scale, b_codes, b_scale) -> torch.Tensor:
