@@ -18,7 +18,7 @@ import torch
 
 from pgcompress.eval.byte_tables import ByteTables
 from pgcompress.eval.loop import LoopConfig, evaluate
-from pgcompress.eval.model import GPT, GPTConfig, apply_reference_dtypes, count_params
+from pgcompress.model.gpt import GPT, GPTConfig, apply_reference_dtypes, count_params
 
 from bench.machine import cpu_name
 

@@ -128,7 +128,7 @@ def qlinear_rows(device, kernel: bool, reps, tokens):
 def qat_overhead(device, steps: int, seqs: int, method: str):
     """Mean step time (forward + backward + Adam) of the reference model for each fake-quant path."""
     from pgcompress import qat
-    from pgcompress.eval.model import GPT, GPTConfig, apply_reference_dtypes
+    from pgcompress.model.gpt import GPT, GPTConfig, apply_reference_dtypes
 
     V, T = 1024, 1024
     g = torch.Generator(device=device).manual_seed(0)

@@ -23,7 +23,7 @@ import torch
 
 from bench.machine import machine_description
 
-from pgcompress.eval.model import GPT, GPTConfig, count_params
+from pgcompress.model.gpt import GPT, GPTConfig, count_params
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent

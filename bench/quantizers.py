@@ -24,8 +24,8 @@ from bench.machine import machine_description
 from pgcompress.errors import FormatError
 from pgcompress.eval.byte_tables import build_byte_tables, load_tokenizer
 from pgcompress.eval.loop import LoopConfig, evaluate
-from pgcompress.eval.model import build_model
 from pgcompress.eval.shards import load_val_tokens
+from pgcompress.model.gpt import build_model
 from pgcompress.pack import pack_report
 from pgcompress.quant.base import QuantContext
 from pgcompress.quant.calibration import CalibConfig, calibrate

@@ -38,8 +38,8 @@ from torch import nn
 import pgcompress.progress as prog
 from bench.machine import machine_description
 from pgcompress.quant.base import QuantContext
-from pgcompress.quant.calib_model import calibration_model
 from pgcompress.quant.calib_stats import collect_stats
+from pgcompress.quant.calibration import calibration_model
 from pgcompress.quant.gptq import hessian_error
 from pgcompress.quant.selfgen import context_lengths, probe_cost, selfgen_tokens
 from pgcompress.registry import get_method

@@ -11,8 +11,8 @@ import click
 
 from pgcompress.cli.options import bad_value, echo_json, json_option, quiet_option
 from pgcompress.eval.loop import REFERENCE_MICRO_STEPS
-from pgcompress.eval.model import parse_overrides
 from pgcompress.eval.runner import EvalOptions, default_data_path, default_tokenizer_path, run
+from pgcompress.model.gpt import parse_overrides
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 

@@ -205,7 +205,7 @@ def test_file_size_limit_in_a_real_process(files, tmp_path):
 
 @pytest.fixture(scope="module")
 def eval_dir(tmp_path_factory):
-    from pgcompress.eval.model import GPT, GPTConfig
+    from pgcompress.model.gpt import GPT, GPTConfig
 
     root = tmp_path_factory.mktemp("eval")
     write_shard(root / "fineweb_val_000000.bin", read_shard(DATA / "sp1024" / "fineweb_val_000000.bin")[:2049])

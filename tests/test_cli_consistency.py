@@ -27,8 +27,8 @@ from pgcompress.cli import demo_cmd, eval_cmd
 from pgcompress.cli.main import cli, main
 from pgcompress.errors import DataError, PgcError
 from pgcompress.eval.loop import local_batch_seqs
-from pgcompress.eval.model import GPT, GPTConfig
 from pgcompress.eval.shards import read_shard, write_shard
+from pgcompress.model.gpt import GPT, GPTConfig
 from pgcompress.registry import get_method, method_families
 
 DATA = REPO.parent / "shared" / "data"

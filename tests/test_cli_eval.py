@@ -16,8 +16,8 @@ import torch
 
 from cli_run import CHILD_CWD
 from pgcompress.cli.main import main
-from pgcompress.eval.model import GPT, GPTConfig
 from pgcompress.eval.shards import read_shard, write_shard
+from pgcompress.model.gpt import GPT, GPTConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

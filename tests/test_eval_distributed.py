@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from pgcompress.eval.loop import local_batch_seqs, rank_slice
-from pgcompress.eval.model import GPT, GPTConfig
 from pgcompress.eval.runner import EvalOptions, run
 from pgcompress.eval.shards import read_shard, write_shard
+from pgcompress.model.gpt import GPT, GPTConfig
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TOKENIZER = DATA / "tokenizers" / "fineweb_1024_bpe.model"

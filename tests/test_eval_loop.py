@@ -8,7 +8,7 @@ import torch
 from pgcompress.errors import DataError
 from pgcompress.eval.byte_tables import ByteTables
 from pgcompress.eval.loop import LoopConfig, evaluate, local_batch_seqs, sliding_windows
-from pgcompress.eval.model import GPT, GPTConfig, apply_reference_dtypes
+from pgcompress.model.gpt import GPT, GPTConfig, apply_reference_dtypes
 
 CPU = torch.device("cpu")
 

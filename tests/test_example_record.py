@@ -213,7 +213,7 @@ def prepare_eval(model):
 
 def test_prepare_eval_hook_contract(tmp_path):
     """prepare_eval runs after the default build; it may return a replacement, None, or fails loudly."""
-    from pgcompress.eval.user_model import build_user_model
+    from pgcompress.model.user_code import build_user_model
 
     sd = {"w": __import__("torch").ones(5, 3)}
     on = tmp_path / "on.py"

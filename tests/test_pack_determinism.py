@@ -10,7 +10,7 @@ import sys
 import torch
 
 from cli_run import CHILD_CWD
-from pgcompress.eval.model import GPT, GPTConfig
+from pgcompress.model.gpt import GPT, GPTConfig
 
 RUN = ("import sys, torch; torch.set_num_threads(int(sys.argv[1])); "
        "from pgcompress.cli.main import main; main(sys.argv[2:])")

@@ -10,7 +10,7 @@ import torch
 import pgcompress
 from conftest import reference_like_state_dict
 from pgcompress.errors import MethodError
-from pgcompress.eval.model import build_model
+from pgcompress.model.gpt import build_model
 from pgcompress.qat import QATLinear, fake_quant, prepare_qat, strip_qat
 
 SPECS = ["int6-rtn", "int5-clip", "int6-sdclip", "int4-pct-asym", "int4-rtn-g32-asym-bf16", "int3-sdclip-kauto",

@@ -12,8 +12,8 @@ from torch import nn
 from conftest import reference_like_state_dict
 from pgcompress.eval.shards import write_shard
 from pgcompress.quant import calibration as C
-from pgcompress.quant.calib_model import calibration_model
 from pgcompress.quant.calib_stats import collect_stats
+from pgcompress.quant.calibration import calibration_model
 
 VOCAB = 64
 
@@ -296,7 +296,7 @@ def test_calibrate_and_calibrate_stats_honour_model_code(tmp_path):
 
 
 def test_next_token_logits_of_a_loss_only_model_match_its_head():
-    from pgcompress.quant.calib_model import next_token_logits
+    from pgcompress.model.calls import next_token_logits
 
     model = BankModel()
     toks = _tokens(2, 5, seed=9)

@@ -8,8 +8,9 @@ import torch
 
 from cli_run import STAMPED, run_main
 from conftest import reference_like_state_dict
-from pgcompress.quant import calib_model, selfgen
+from pgcompress.model.calls import next_token_logits
 from pgcompress.quant import calibration as C
+from pgcompress.quant import selfgen
 from pgcompress.quant.selfgen import StepCost, context_lengths, fit_count, selfgen_tokens, work_curve
 
 VOCAB = 40
@@ -61,7 +62,7 @@ def user_model(tmp_path, seed: int = 3):
     script.write_text(USER_SCRIPT)
     g = torch.Generator().manual_seed(seed)
     sd = {"tok_emb.weight": torch.randn(VOCAB, 16, generator=g), "qkvo_bank": torch.randn(2, 4, 16, 16, generator=g) * 0.5}
-    return sd, str(script), calib_model.calibration_model(sd, model_code=str(script))
+    return sd, str(script), C.calibration_model(sd, model_code=str(script))
 
 
 def sample_by_hand(model, n: int, seq_len: int, seed: int, window: int | None) -> torch.Tensor:
@@ -72,7 +73,7 @@ def sample_by_hand(model, n: int, seq_len: int, seed: int, window: int | None) -
     with torch.no_grad():
         for p in range(seq_len - 1):
             start = 0 if window is None else max(0, p + 1 - window)
-            logits = calib_model.next_token_logits(model, toks[:, start:p + 1].clone())
+            logits = next_token_logits(model, toks[:, start:p + 1].clone())
             toks[:, p + 1] = torch.multinomial(torch.softmax(logits.float(), -1), 1, generator=gen)[:, 0]
     return toks
 
@@ -155,7 +156,7 @@ def test_calibration_sizes_a_user_models_default_and_says_so(tmp_path, monkeypat
     note = [line for line in err.splitlines() if "32 cut to 8 to fit ~5.1 min" in line]
     assert len(note) == 1 and STAMPED.match(note[0]) and "8 x 12 tokens" in note[0]
     assert "each drawn from a forward of at most the 4 before it; estimated 5.1 min on this machine" in note[0]
-    fixed = C.calibration_tokens(calib_model.calibration_model(sd, model_code=script),
+    fixed = C.calibration_tokens(C.calibration_model(sd, model_code=script),
                                  C.CalibConfig(selfgen=32, seq_len=12, selfgen_window=4, model_code=script))
     assert fixed.shape == (32, 12)  # an explicit count is kept
 

@@ -39,8 +39,8 @@ import torch
 from bench.machine import machine_description
 
 from pgcompress.budget.noise import RELATIVE_NOISE, nudged_copies
-from pgcompress.eval.model import build_model
 from pgcompress.eval.shards import load_val_tokens, read_shard
+from pgcompress.model.gpt import build_model
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 CHECKPOINT = SHARED / "checkpoints" / "ref_sp1024_9x512.pt"

@@ -23,9 +23,8 @@ from bench.machine import machine_description
 from bench.waterfill import CKPT, RESULTS, TRAIN
 from pgcompress.budget.distortion import Distortion
 from pgcompress.quant.base import QuantContext
-from pgcompress.quant.calib_model import calibration_model
 from pgcompress.quant.calib_stats import collect_stats
-from pgcompress.quant.calibration import shard_tokens
+from pgcompress.quant.calibration import calibration_model, shard_tokens
 from pgcompress.registry import get_method
 
 METHODS = ("int4-gptq", "int3-gptq", "wf3.5-kfac", "wf3-kfac", "wf3.5")

@@ -60,7 +60,7 @@ def prepare(state_dict: dict[str, torch.Tensor], calib: CalibConfig | None = Non
     probe_seqs: held-out sequences for the loss probes that put the calibrated families' predicted
     damage on one scale (``probe.py``); 0: none.
     """
-    from pgcompress.eval.model import NOT_REFERENCE_HINT
+    from pgcompress.model.gpt import NOT_REFERENCE_HINT
     from pgcompress.quant.calibration import calibrate_stats
 
     cfg = calib or CalibConfig(selfgen=DEFAULT_SELFGEN)
@@ -87,7 +87,8 @@ def prepare(state_dict: dict[str, torch.Tensor], calib: CalibConfig | None = Non
 
 
 def _probe_families(table: CandidateTable, state_dict, stats, cfg: CalibConfig, groups: dict) -> list[Probe]:
-    from pgcompress.quant.calib_model import calibration_model, sequence_losses
+    from pgcompress.model.calls import sequence_losses
+    from pgcompress.quant.calibration import calibration_model
 
     def losses(sd):
         return sequence_losses(calibration_model(sd, cfg.device, cfg.model_code), stats.held_out)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from pgcompress.errors import DataError
-from pgcompress.eval.model import GPT, GPTConfig, apply_reference_dtypes
+from pgcompress.model.gpt import GPT, GPTConfig, apply_reference_dtypes
 from pgcompress.progress import progress_counter
 
 

@@ -17,8 +17,9 @@ from pgcompress.errors import DataError, ModelError
 from pgcompress.eval import distributed
 from pgcompress.eval.byte_tables import build_byte_tables, load_tokenizer
 from pgcompress.eval.loop import LoopConfig, evaluate
-from pgcompress.eval.model import build_model, count_params
 from pgcompress.eval.shards import load_val_tokens
+from pgcompress.model import load_model
+from pgcompress.model.gpt import count_params
 
 DEFAULT_DATA_PATH = "./data/datasets/fineweb10B_sp1024"
 DEFAULT_TOKENIZER_PATH = "./data/tokenizers/fineweb_1024_bpe.model"
@@ -140,7 +141,7 @@ def evaluate_files(paths: list[Path], opts: EvalOptions, device_kind: str) -> li
     results = []
     for path in paths:
         weights = load_weights(path, ctx.device if ctx.device.type == "cuda" else None, opts.progress and ctx.is_main)
-        model, vocab = _build(weights, opts, str(path))
+        model, vocab = load_model(weights.state_dict, opts.model_code, str(path), opts.model_overrides)
         _check_vocab(vocab, int(sp.vocab_size()), max_id, path, opts)
         tables = build_byte_tables(sp, vocab)
         model.to(ctx.device)
@@ -159,20 +160,9 @@ def evaluate_files(paths: list[Path], opts: EvalOptions, device_kind: str) -> li
     return results if ctx.is_main else None
 
 
-def _build(weights: Weights, opts: EvalOptions, source: str):
-    """(model, vocab size) from the built-in architecture or the user's script."""
-    if opts.model_code is not None:
-        from pgcompress.eval.user_model import build_user_model
-
-        model, vocab = build_user_model(opts.model_code, weights.state_dict, source)
-        if vocab is None:
-            raise ModelError(f"--model-code {opts.model_code}: Hyperparameters has no vocab_size")
-        return model, vocab
-    model = build_model(weights.state_dict, source, **opts.model_overrides)
-    return model, model.cfg.vocab_size
-
-
-def _check_vocab(vocab: int, sp_vocab: int, max_id: int, path: Path, opts: EvalOptions) -> None:
+def _check_vocab(vocab: int | None, sp_vocab: int, max_id: int, path: Path, opts: EvalOptions) -> None:
+    if vocab is None:
+        raise ModelError(f"--model-code {opts.model_code}: Hyperparameters has no vocab_size")
     # The reference refuses any mismatch: bytes per token are only defined for the tokenizer's ids.
     if vocab != sp_vocab:
         relation = "larger" if vocab > sp_vocab else "smaller"

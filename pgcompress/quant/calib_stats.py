@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from pgcompress.eval.user_model import user_code_errors
+from pgcompress.model.calls import batch_loss
+from pgcompress.model.user_code import user_code_errors
 from pgcompress.progress import progress_bar
-from pgcompress.quant.calib_model import batch_loss
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, inputs, targets) -> sum
 

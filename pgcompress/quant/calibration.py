@@ -8,24 +8,27 @@ GPTQ/LQER, keyed by state-dict name.
   user's model re-runs a sliding window of its last ``selfgen_window`` tokens at each step, and
   with ``selfgen_target_s`` set (the CLI's default) N is cut to fit that many seconds here.
 
-The model is the eval subsystem's built-in reference GPT (or, with ``model_code``, the user's
-train_gpt.py model), run in fp32. A tied embedding gets the output head's Hessian (inputs = the
-final-normed hidden states). ``calibrate`` gives Hessians only; ``calibrate_stats`` the full
-``CalibStats`` of ``calib_stats`` (Hessians, output sensitivities, Fisher) for the budget solver.
+The model (``calibration_model``) is ``pgcompress.model.load_model``'s: the built-in reference GPT
+or, with ``model_code``, the user's train_gpt.py model, built as ``pgc eval`` builds it (its
+``prepare_eval`` hook included, so calibration runs the network the record evaluates); run in fp32.
+A tied embedding gets the output head's Hessian (inputs = the final-normed hidden states).
+``calibrate`` gives Hessians only; ``calibrate_stats`` the full ``CalibStats`` of ``calib_stats``
+(Hessians, output sensitivities, Fisher) for the budget solver.
 """
 
 from __future__ import annotations
 
 import glob as globlib
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from pgcompress.errors import DataError
+from pgcompress.model import load_model
 from pgcompress.progress import note
-from pgcompress.quant.calib_model import calibration_model
 from pgcompress.quant.calib_stats import CalibStats, collect_stats
 from pgcompress.quant.selfgen import BOS_ID  # noqa: F401  (calibration's sequences start with it)
 from pgcompress.quant.selfgen import (DEFAULT_WINDOW, context_lengths, fit_count, is_reference_gpt, probe_cost,
@@ -49,6 +52,14 @@ class CalibConfig:
     device: str = "cpu"
     progress: bool = False
     model_code: str | None = None  # a user's train_gpt.py; None = the built-in reference GPT
+
+
+def calibration_model(state_dict: dict[str, torch.Tensor], device: str = "cpu",
+                      model_code: str | Path | None = None) -> nn.Module:
+    """``load_model``'s model for this state dict (eval mode) in fp32 (statistics want full precision)
+    on ``device``."""
+    model, _ = load_model(state_dict, model_code)
+    return model.float().to(device)
 
 
 def shard_tokens(pattern: str, n_seqs: int, seq_len: int, between: int = 0) -> torch.Tensor:

@@ -40,8 +40,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from pgcompress.model.calls import next_token_logits
 from pgcompress.progress import progress_counter
-from pgcompress.quant import calib_model
 
 BOS_ID = 1
 DEFAULT_WINDOW = 128  # tokens of context a user model's sampler re-runs at each step
@@ -102,12 +102,12 @@ def probe_cost(model: nn.Module, batch: int, max_context: int, bos: int = BOS_ID
             toks = torch.full((batch, L), bos, dtype=torch.long, device=device)
             _sync(device)
             t0 = time.perf_counter()
-            calib_model.next_token_logits(model, toks)
+            next_token_logits(model, toks)
             _sync(device)
             best = min(best, time.perf_counter() - t0)
         return best
 
-    calib_model.next_token_logits(model, torch.full((batch, max_context), bos, dtype=torch.long, device=device))
+    next_token_logits(model, torch.full((batch, max_context), bos, dtype=torch.long, device=device))
     short = max(1, max_context // 8)
     t_long = timed(max_context)
     if short == max_context:
@@ -144,7 +144,7 @@ def selfgen_tokens(model: nn.Module, n_seqs: int, seq_len: int, temperature: flo
                 if caches is not None:
                     logits = model.forward_logits(toks[:, pos:pos + 1], caches, pos)
                 else:
-                    logits = calib_model.next_token_logits(model, toks[:, pos + 1 - contexts[pos]:pos + 1])
+                    logits = next_token_logits(model, toks[:, pos + 1 - contexts[pos]:pos + 1])
                 probs = torch.softmax(logits.float() / temperature, dim=-1)
                 toks[:, pos + 1] = torch.multinomial(probs, 1, generator=gen)[:, 0]
                 bar.update(B)

@@ -1,4 +1,4 @@
-"""``--model-code train_gpt.py``: evaluate a custom architecture with the user's own classes.
+"""``--model-code train_gpt.py``: a custom architecture, built from the user's own classes.
 
 The script is imported as a module (its ``if __name__ == "__main__"`` block does not run). The model
 must keep the reference's interface: ``model(input_ids, target_ids) -> mean loss``. It is built in
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from pgcompress.errors import ModelError, PgcError, PgcWarning
-from pgcompress.eval.model import CONTROL_PATTERNS, apply_reference_dtypes, load_strict
+from pgcompress.model.gpt import CONTROL_PATTERNS, apply_reference_dtypes, load_strict
 
 _PARAM_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 _SCRIPTS: set[str] = set()  # resolved paths of every imported user script

@@ -1,9 +1,5 @@
-"""The model calibration runs, and the two things calibration asks of it.
+"""What pgcompress asks of a model, built-in or the user's: losses and next-token logits.
 
-- ``calibration_model``: the built-in reference GPT for a state dict, or the user's model from
-  ``--model-code train_gpt.py`` (built as ``pgc eval`` builds it, its ``prepare_eval`` hook
-  included, so calibration runs the network the record evaluates; docs/MODEL_CODE.md); either way
-  in fp32 (statistics want full precision), eval mode.
 - ``batch_loss``: the SUM of per-token cross-entropies of a batch (so per-token gradients carry no
   1/N). The reference GPT gives logits (``forward_logits``); any other model keeps Parameter
   Golf's contract ``model(input_ids, target_ids) -> mean loss``, scaled by the number of targets.
@@ -17,29 +13,13 @@ Calls into a user's model run under ``user_code_errors``, so its exceptions name
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from pgcompress.errors import ModelError
-from pgcompress.eval.user_model import user_code_errors
-
-
-def calibration_model(state_dict: dict[str, torch.Tensor], device: str = "cpu",
-                      model_code: str | Path | None = None) -> nn.Module:
-    """The reference GPT (or, with ``model_code``, the user's model) for this state dict, fp32, eval."""
-    if model_code is None:
-        from pgcompress.eval.model import build_model
-
-        model = build_model(state_dict)
-    else:
-        from pgcompress.eval.user_model import build_user_model
-
-        model, _ = build_user_model(Path(model_code), state_dict, "state dict")
-    return model.float().to(device).eval()
+from pgcompress.model.user_code import user_code_errors
 
 
 def batch_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from pgcompress.errors import ModelError
-from pgcompress.eval.user_model import build_user_model, user_code_errors
-from pgcompress.quant.calib_model import calibration_model
+from pgcompress.model.user_code import build_user_model, user_code_errors
 from pgcompress.quant.calib_stats import collect_stats
+from pgcompress.quant.calibration import calibration_model
 
 HOOK_SCRIPT = '''
 import torch

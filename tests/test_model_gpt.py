@@ -1,5 +1,6 @@
 """Built-in reference GPT: config inference, dtype rules, strict loading, and the forward pass
-against an independent plain-fp32 implementation written here."""
+against an independent plain-fp32 implementation written here; a user's GPT subclass through
+--model-code, and load_model choosing between the two."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from pgcompress.errors import ModelError
-from pgcompress.eval.model import (
+from pgcompress.model import load_model
+from pgcompress.model.gpt import (
     GPT, GPTConfig, apply_reference_dtypes, build_model, count_params, infer_config, load_strict, parse_overrides,
 )
-from pgcompress.eval.user_model import build_user_model
+from pgcompress.model.user_code import build_user_model
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CKPT = DATA / "checkpoints" / "ref_sp1024_9x512.pt"
@@ -140,7 +142,7 @@ def test_forward_matches_independent_fp32():
 
 USER_SCRIPT = '''
 import os
-from pgcompress.eval.model import GPT as _Builtin, GPTConfig
+from pgcompress.model.gpt import GPT as _Builtin, GPTConfig
 
 class Hyperparameters:
     vocab_size = 64
@@ -190,3 +192,13 @@ def test_model_code_errors(tmp_path):
     nogpt.write_text("class Hyperparameters: pass\n")
     with pytest.raises(ModelError, match="defines no 'GPT'"):
         build_user_model(nogpt, {}, "x")
+
+
+def test_load_model_builds_the_builtin_gpt_or_the_users(tmp_path):
+    sd = random_state_dict(SMALL)
+    model, vocab = load_model(sd, overrides={"rope_base": 500.0})
+    assert type(model) is GPT and vocab == 64 and model.cfg.rope_base == 500.0 and not model.training
+    script = tmp_path / "train_gpt.py"
+    script.write_text(USER_SCRIPT)
+    user, vocab = load_model(sd, str(script))
+    assert type(user) is not GPT and isinstance(user, GPT) and vocab == 64 and not user.training
