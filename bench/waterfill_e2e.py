@@ -97,7 +97,7 @@ def main() -> None:
             solutions[(label, budget)] = pack_to_budget(sd, b, prepared=prep)
             solve_s[(label, budget)] = time.perf_counter() - t
     if args.timing_only:
-        return write_timing(machine, uniform_s, prepare_s, solve_s[("with wf", BUDGETS[0])])
+        return write_timing(machine, uniform_s, prepare_s, solve_s[("with wf", BUDGETS[0])], new)
     opts = EvalOptions(data_path=DATA / "sp1024", tokenizer_path=DATA / "tokenizers" / "fineweb_1024_bpe.model",
                        max_tokens=args.max_tokens, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
@@ -182,14 +182,21 @@ def _bare_note(rows: list[dict], budget: int, wf: dict, res: str) -> str:
             f"{wf['gap'] - b['gap']:+.6f}{res}.")
 
 
-def write_timing(machine: str, uniform_s: float, prepare_s: float, solve_s: float) -> None:
+def write_timing(machine: str, uniform_s: float, prepare_s: float, solve_s: float, prepared: Prepared) -> None:
     out = {"machine": machine, "uniform_int6_gptq_pack_s": uniform_s, "prepare_s": prepare_s,
-           "solve_s_at_7.5MB": solve_s, "time_ratio_at_7.5MB": (prepare_s + solve_s) / uniform_s}
+           "solve_s_at_7.5MB": solve_s, "time_ratio_at_7.5MB": (prepare_s + solve_s) / uniform_s,
+           "calibration": prepared.calibration,
+           "probes": [{"family": p.family, "group": p.group, "ratio": p.measured / p.predicted if p.predicted else None,
+                       "factor": p.factor, "reason": p.reason} for p in prepared.probes]}
+    probes = [f"- `{p['family']}` ({p['group']}): measured/predicted "
+              + ("n/a" if p["ratio"] is None else f"{p['ratio']:.2f}")
+              + f", factor {p['factor']:.2f}" + (f" ({p['reason']})" if p["reason"] else "") for p in out["probes"]]
     text = "\n".join(["# Solver with wf: time against one uniform int6 GPTQ pack (shared checkpoint)", "",
-                      f"Machine: {machine}.", "",
-                      f"One uniform int6 GPTQ pack (calibration included) {uniform_s:.0f} s; the solver with wf: "
-                      f"calibration + table {prepare_s:.0f} s, solve at 7,500,000 B {solve_s:.0f} s: "
-                      f"**{out['time_ratio_at_7.5MB']:.2f}x** (target at most 4x).", ""])
+                       f"Machine: {machine}.", "",
+                       f"One uniform int6 GPTQ pack (calibration included) {uniform_s:.0f} s; the solver with wf: "
+                       f"calibration + table {prepare_s:.0f} s, solve at 7,500,000 B {solve_s:.0f} s: "
+                       f"**{out['time_ratio_at_7.5MB']:.2f}x** (target at most 4x).", "",
+                       f"Calibration: {prepared.calibration}. Loss probes of that run:", *probes, ""])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "waterfill_e2e_time.json").write_text(json.dumps(out, indent=1) + "\n")
     (RESULTS / "waterfill_e2e_time.md").write_text(text)
