@@ -29,9 +29,7 @@ CHALLENGE_BUDGET = 16_000_000
 DEFAULT_SELFGEN = 32  # sequences the model samples itself when no shards are given
 DEFAULT_SELFGEN_S = 180.0  # a user's model (no KV cache) samples fewer, to fit about this many seconds
 FISHER_SEQS = 16  # calibration sequences that also get a backward pass (output sensitivities)
-# held-out sequences the loss probes run on (probe.py); with 8, wf's x1.8 on the linear matrices of
-# the shared checkpoint stayed within the jackknife noise
-PROBE_SEQS = 16
+PROBE_SEQS = 8  # held-out sequences the loss probes run on (probe.py)
 
 
 @dataclass
