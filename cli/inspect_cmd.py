@@ -40,10 +40,32 @@ def inspect(artifact, as_json):
         return
     table = [("tensor", "shape", "dtype", "method", "codecs", "bytes", "bits/p")]
     for r in rows:
-        bits = 8 * r["bytes"] / r["numel"] if r["numel"] else 0.0
-        table.append((r["name"], "x".join(map(str, r["shape"])) or "scalar", r["dtype"], r["method"],
-                      ",".join(s["codec"] for s in r["streams"]), f"{r['bytes']:,}", f"{bits:.3f}"))
+        parts = slice_rows(r)
+        table.append(_line(r["name"], r["shape"], r["dtype"], f"slices x{len(parts)}" if parts else r["method"],
+                           [] if parts else r["streams"], r["bytes"], r["numel"]))
+        for i, (method, streams) in enumerate(parts):  # a bank stored slice by slice: one line per slice
+            table.append(_line(f"  [{i}]", r["shape"][1:], "", method, streams, sum(s["size"] for s in streams),
+                               r["numel"] // max(1, r["shape"][0])))
     for line in aligned(table, right=frozenset({5, 6})):
         click.echo(line)
     click.echo(f"tensors:{totals['tensors']} params:{numel} header_bytes:{c.header_bytes} "
                f"total_bytes:{c.total_bytes} bits_per_param:{totals['bits_per_param']:.4f} label:{c.header.get('label')}")
+
+
+def slice_rows(row: dict) -> list[tuple[str, list[dict]]]:
+    """(method, streams) of each slice of a ``slices`` tensor (quant/slices.py); [] for any other."""
+    parts = row["params"].get("parts") if row["method"] == "slices" else None
+    if not isinstance(parts, list):
+        return []
+    out = [(str(p.get("method")) if isinstance(p, dict) else "?", []) for p in parts]
+    for s in row["streams"]:
+        i = s["role"].split(".", 1)[0]
+        if i.isdigit() and int(i) < len(out):
+            out[int(i)][1].append(s)
+    return out
+
+
+def _line(name, shape, dtype, method, streams, nbytes, numel) -> tuple:
+    codecs = ",".join(dict.fromkeys(s["codec"] for s in streams)) or "-"
+    bits = 8 * nbytes / numel if numel else 0.0
+    return (name, "x".join(map(str, shape)) or "scalar", dtype, method, codecs, f"{nbytes:,}", f"{bits:.3f}")

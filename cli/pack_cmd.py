@@ -180,6 +180,8 @@ def _print(result, output, code, budget, as_json, quiet) -> None:
     click.echo(f"code_bytes:{s['code_bytes']} model_bytes:{s['model_bytes']} total_bytes:{s['total_bytes']} "
                f"budget:{budget} headroom:{s['headroom']} decoder_bytes:{s['decoder_bytes']}")
     if quiet:
+        if s.get("headroom_note"):  # the table lines carry it otherwise
+            click.echo(s["headroom_note"], err=True)
         return
     if code is not None:
         click.echo(f"counted {code} as {s['code_form']} code ({s['code_bytes']:,} bytes with the decoder)")

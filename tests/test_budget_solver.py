@@ -219,3 +219,34 @@ def test_the_parallel_candidate_table_equals_a_serial_one(monkeypatch):
     serial, parallel = flat(build(1)), flat(build(2))
     assert {m for _, m, *_ in serial} >= {"int4-gptq", "int4-gptq+lqer", "wf3-kfac"}
     assert parallel == serial
+
+
+def test_headroom_over_the_target_is_explained():
+    from pgcompress.budget.accounting import Counted
+    from pgcompress.budget.solver import Solution, headroom_note
+
+    table = _table([[(1000, 5.0), (5000, 1.0)], [(300, 2.0), (900, 1.5), (2000, 0.5)]])
+    rows = table.rows
+
+    def solution(choice, budget):
+        data = b"x" * sum(c.rate for c in choice)
+        return Solution(data, budget, Counted(0, 0, None), sum(c.dist for c in choice), "test", choice=choice)
+
+    coarse = solution([rows[0].front[0], rows[1].front[1]], 2_500)  # 600 B left; next steps +1,100 and +4,000
+    note = headroom_note(table, coarse, 64)
+    assert "headroom 599 B" in note and "smallest upgrade is +1,100 B, on t1" in note
+    unspent = solution([rows[0].front[0], rows[1].front[0]], 2_500)  # +600 B on t1 would fit
+    assert "+600 B (t1) fits" in headroom_note(table, unspent, 64)
+    full = solution([rows[0].front[1], rows[1].front[2]], 8_000)
+    assert "largest candidate" in headroom_note(table, full, 64)
+    assert headroom_note(table, solution([rows[0].front[1], rows[1].front[2]], 7_010), 64) == ""
+
+
+def test_fill_moves_one_tensor_up_and_pays_with_another_ones_downgrade():
+    from pgcompress.budget.allocate import fill, total_rate
+
+    table = _table([[(100, 10.0), (200, 5.0)], [(50, 3.0), (140, 2.9)], [(30, 1.0)]])
+    # 270 B used of 290: no single upgrade fits (+100), but t0 up and t1 down (+100 - 90) does
+    out = fill(table, [0, 1, 0], 290)
+    assert out == [1, 0, 0] and total_rate(table, out) <= 290
+    assert fill(table, [0, 1, 0], 279) == [0, 1, 0]  # 9 B of slack: the move needs 10

@@ -4,6 +4,7 @@
     rate.py        coded bytes, measured by encoding
     distortion.py  predicted loss increase from one calibration pass (K-FAC / Fisher), or weight MSE
     probe.py       each calibrated family's predicted damage rescaled by the model's measured loss
+    banks.py       3-D weight banks as one row per slice (a method per slice), one tensor in the artifact
     allocate.py    exact multiple-choice knapsack + fill
     accounting.py  code + decoder + artifact, counted as the submission will be
     solver.py      allocate -> write -> measure -> tighten
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from pgcompress.budget.accounting import Accounting
+from pgcompress.budget.banks import join_banks, split_banks
 from pgcompress.budget.distortion import Distortion
 from pgcompress.budget.probe import LINEAR, LOOKUP, Probe, correct_families, describe, factor_for
 from pgcompress.budget.solver import Solution, solve
@@ -49,7 +51,7 @@ class Prepared:
 
 def prepare(state_dict: dict[str, torch.Tensor], calib: CalibConfig | None = None, submittable: bool = True,
             progress: bool = False, fisher_seqs: int = FISHER_SEQS,
-            methods: list[str] | None = None, probe_seqs: int = PROBE_SEQS) -> Prepared:
+            methods: list[str] | None = None, probe_seqs: int = PROBE_SEQS, per_slice: bool = True) -> Prepared:
     """Calibrate (unless ``calib`` is None and no model can be run) and build the candidate table.
 
     calib None: self-generated calibration on the built-in model; a model it cannot build (another
@@ -57,6 +59,7 @@ def prepare(state_dict: dict[str, torch.Tensor], calib: CalibConfig | None = Non
     methods: restrict the candidates to these method names (where a tensor offers any of them).
     probe_seqs: held-out sequences for the loss probes that put the calibrated families' predicted
     damage on one scale (``probe.py``); 0: none.
+    per_slice: a 3-D weight bank gets a method per slice (``banks.py``); False: one for the bank.
     """
     from pgcompress.model.gpt import NOT_REFERENCE_HINT
     from pgcompress.quant.calibration import calibrate_stats
@@ -74,12 +77,13 @@ def prepare(state_dict: dict[str, torch.Tensor], calib: CalibConfig | None = Non
     ctx = QuantContext(stats.hessians if stats is not None else {}, device=cfg.device,
                        out_sens=stats.out_sens if stats is not None else {})
     distortion = Distortion(stats)
-    table = build_table(state_dict, ctx, distortion, submittable, methods, progress=progress)
+    table = build_table(state_dict, ctx, distortion, submittable, methods, progress=progress, per_slice=per_slice)
     probes, groups = [], {}
     if stats is not None and stats.held_out is not None:
-        groups = {name: LOOKUP if name in stats.emb_sens else LINEAR for name in state_dict}
+        split = split_banks(state_dict, table.banks)  # the table's rows: bank slices where it has them
+        groups = {name: LOOKUP if name in stats.emb_sens else LINEAR for name in split}
         with progress_stage("loss probes", enabled=progress):
-            probes = _probe_families(table, state_dict, stats, cfg, groups)
+            probes = _probe_families(table, split, stats, cfg, groups)
         what += "; " * bool(describe(probes)) + describe(probes)
     return Prepared(table, what, {}, distortion, ctx.hessians, probes, groups)
 
@@ -89,7 +93,8 @@ def _probe_families(table: CandidateTable, state_dict, stats, cfg: CalibConfig, 
     from pgcompress.quant.calibration import calibration_model
 
     def losses(sd):
-        return sequence_losses(calibration_model(sd, cfg.device, cfg.model_code), stats.held_out)
+        return sequence_losses(calibration_model(join_banks(sd, table.banks), cfg.device, cfg.model_code),
+                               stats.held_out)
 
     return correct_families(table, state_dict, losses, groups.__getitem__)
 

@@ -49,10 +49,10 @@ class Accounting:
         if self.mode == "import":
             return Counted(self.code_bytes, 0, self.form)
         from pgcompress import format as fmt
-        from pgcompress.submission.decoder import build_decoder
+        from pgcompress.submission.decoder import build_decoder, stored_methods
 
         c = fmt.parse(artifact)
-        needs = (frozenset(s.codec for t in c.tensors for s in t.streams), frozenset(t.method for t in c.tensors))
+        needs = (frozenset(s.codec for t in c.tensors for s in t.streams), frozenset(stored_methods(c)))
         if needs in self._cache:
             return self._cache[needs]
         decoder = build_decoder(artifact)

@@ -56,7 +56,7 @@ class Distortion:
             return "kfac+emb" if name in s.emb_sens else "kfac"
         if name in s.emb_sens:
             return "emb"
-        return "fisher-diag" if name in s.grad_sq else "mse-scaled"
+        return "fisher-diag" if self._fisher(name) is not None else "mse-scaled"
 
     def _linear_keys(self, name: str) -> list[str]:
         s = self.stats
@@ -104,6 +104,17 @@ class Distortion:
             total += 0.5 * float((s.emb_sens[name].double() * E.double().reshape(s.emb_sens[name].shape).square()).sum())
         if keys or name in s.emb_sens:
             return total
-        if name in s.grad_sq:
-            return 0.5 * float((s.grad_sq[name].double() * E.double().reshape(s.grad_sq[name].shape).square()).sum())
+        F = self._fisher(name)
+        if F is not None:
+            return 0.5 * float((F.double() * E.double().reshape(F.shape).square()).sum())
         return 0.5 * self._fallback * float(E.double().square().sum())
+
+    def _fisher(self, name: str) -> torch.Tensor | None:
+        """The diagonal Fisher of tensor ``name``, or of a bank slice ``bank[i]`` (its row i)."""
+        g = self.stats.grad_sq
+        if name in g:
+            return g[name]
+        base, _, idx = name[:-1].rpartition("[") if name.endswith("]") else ("", "", "")
+        if base in g and idx.isdigit() and g[base].ndim >= 2 and int(idx) < g[base].shape[0]:
+            return g[base][int(idx)]
+        return None

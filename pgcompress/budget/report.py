@@ -12,7 +12,8 @@ def summary(solution: Solution) -> dict:
     return {"code_bytes": s.code_bytes, "decoder_bytes": s.counted.decoder_bytes, "model_bytes": s.model_bytes,
             "total_bytes": s.total_bytes, "budget": s.budget, "headroom": s.headroom,
             "code_form": s.counted.code_form, "predicted_damage": s.predicted,
-            "distortion": s.distortion_kind, "calibration": s.calibration, "rounds": s.rounds}
+            "distortion": s.distortion_kind, "calibration": s.calibration, "rounds": s.rounds,
+            "headroom_note": s.headroom_note}
 
 
 def as_json(solution: Solution) -> dict:
@@ -36,6 +37,8 @@ def table_lines(solution: Solution) -> list[str]:
                  f"{s.code_bytes:,} B (decoder {s.counted.decoder_bytes:,} B) = {s.total_bytes:,} B; "
                  f"budget {s.budget:,}, headroom {s.headroom:,} B; predicted damage {s.predicted:.4e} "
                  f"({s.distortion_kind}: {s.calibration})")
+    if s.headroom_note:
+        lines.append(s.headroom_note)
     return lines
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from pgcompress import format as fmt
 from pgcompress.budget.accounting import Accounting, Counted
 from pgcompress.budget.allocate import allocate
+from pgcompress.budget.banks import join_banks, merge_encoded, row_bytes, split_banks
 from pgcompress.budget.rate import header_share
 from pgcompress.budget.table import Candidate, CandidateTable
 from pgcompress.errors import BudgetError
@@ -56,6 +56,7 @@ class Solution:
     history: list = field(default_factory=list)  # (capacity, counted total) per round
     calibration: str = ""  # what the distortion was computed from
     choice: list = field(default_factory=list, repr=False)  # the table's Candidate per tensor
+    headroom_note: str = ""  # why the headroom is over the solver's target, where it is
 
     @property
     def model_bytes(self) -> int:
@@ -83,6 +84,7 @@ def solve(table: CandidateTable, state_dict: dict[str, torch.Tensor], budget: in
           cache: dict | None = None, progress: bool = False) -> Solution:
     accounting = accounting or Accounting()
     cache = {} if cache is None else cache
+    state_dict = split_banks(state_dict, table.banks)  # rows are bank slices where the table says so
     # the decoder's size depends on the methods and codecs chosen: a first guess, measured in round 1
     decoder_guess = DECODER_GUESS if accounting.mode == "self-contained" else 0
     capacity = budget - 1 - accounting.code_bytes - decoder_guess - HEADER_FIXED
@@ -118,6 +120,7 @@ def solve(table: CandidateTable, state_dict: dict[str, torch.Tensor], budget: in
     best = _uniform_guard(table, state_dict, budget, accounting, codec, submittable, cache, best)
     if best is not None:
         best.history = history
+        best.headroom_note = headroom_note(table, best, tolerance)
     if best is None:
         smallest = _assemble(table, state_dict, [0] * len(table.rows), budget, codec, submittable, cache)
         need = accounting.count(smallest).code_bytes + len(smallest)
@@ -185,11 +188,32 @@ class _Rounds:
         return self.best
 
 
+def headroom_note(table: CandidateTable, best: Solution, tolerance: int) -> str:
+    """Why ``best`` leaves ``tolerance`` bytes or more unused (empty when it does not): no tensor's
+    next candidate on its front fits the headroom, or the rounds ran out before spending it."""
+    if best.headroom < tolerance:
+        return ""
+    steps = []
+    for row, c in zip(table.rows, best.choice):
+        up = [x.rate - c.rate for x in row.front if x.rate > c.rate and x.dist < c.dist]
+        if up:
+            steps.append((min(up), row.name))
+    share = f"headroom {best.headroom:,} B ({100 * best.headroom / best.budget:.3f}% of the budget)"
+    if not steps:
+        return f"{share}: every tensor already has its largest candidate"
+    step, name = min(steps)
+    if step > best.headroom:
+        return (f"{share}: no tensor's next candidate fits in it (the smallest upgrade is +{step:,} B, on {name}); "
+                "finer candidates would fill it")
+    return (f"{share}: an upgrade of +{step:,} B ({name}) fits by its estimated rate, but the solver's rounds "
+            "ended without a configuration that used it and still fit")
+
+
 def _refine(table: CandidateTable, cands: list[Candidate], data: bytes) -> bool:
     """Replace the chosen candidates' estimated rates by the bytes the artifact gave them (streams
     + header share), so the next allocation sees exact numbers where it spends them. True if any
     rate changed."""
-    sizes = {t.name: t.stored_bytes for t in fmt.parse(data).tensors}
+    sizes = row_bytes(data)
     changed = False
     for row, c in zip(table.rows, cands):
         if not c.exact:
@@ -230,6 +254,7 @@ def _assemble(table, state_dict, choice, budget, codec, submittable, cache) -> b
     """choice: front indices, or the Candidate objects themselves."""
     cands = _candidates(table, choice)
     encoded = [(row.name, state_dict[row.name], c.enc) for row, c in zip(table.rows, cands)]
+    encoded = merge_encoded(encoded, table.banks, join_banks(state_dict, table.banks))
     return assemble(f"pgc-solver budget={budget}", encoded, codec, submittable, cache=cache)
 
 
@@ -238,7 +263,7 @@ def _candidates(table, choice) -> list[Candidate]:
 
 
 def _solution(table, choice, data, budget, counted, rounds) -> Solution:
-    sizes = {t.name: t.stored_bytes for t in fmt.parse(data).tensors}
+    sizes = row_bytes(data)
     tensors = []
     cands = _candidates(table, choice)
     for row, c in zip(table.rows, cands):

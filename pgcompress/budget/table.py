@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pgcompress.budget.banks import find_banks, split_banks
 from pgcompress.budget.distortion import Distortion
 from pgcompress.budget.rate import RateMeter
 from pgcompress.errors import MethodError
@@ -57,6 +58,9 @@ class CandidateTable:
     rows: list[TensorRow]
     distortion_kind: str
     uniform: dict[str, dict[str, Candidate]]  # method -> tensor -> candidate (before pruning), for comparisons
+    # bank name -> slices, for banks whose rows are their slices ``name[i]`` (banks.py); the solver
+    # splits the state dict the same way and stores each such bank as one ``slices`` entry
+    banks: dict[str, int] = field(default_factory=dict)
 
     @property
     def min_rate(self) -> int:
@@ -75,10 +79,13 @@ def tensor_kind(name: str, t: torch.Tensor, ctx: QuantContext) -> TensorKind:
 
 def build_table(state_dict: dict[str, torch.Tensor], ctx: QuantContext, distortion: Distortion,
                 submittable: bool = True, methods: list[str] | None = None,
-                progress: bool = False) -> CandidateTable:
+                progress: bool = False, per_slice: bool = True) -> CandidateTable:
     """Evaluate every tensor's candidates. ``methods`` restricts them to these names where a tensor
     offers any of them. Every method's candidates are also kept by method, pruned or not, for the
-    uniform-configuration guard and for comparisons."""
+    uniform-configuration guard and for comparisons. per_slice: a 3-D bank whose slices the
+    calibration saw is one row per slice (``banks.py``); False: one row for the whole bank."""
+    banks = find_banks(state_dict, ctx.hessians) if per_slice else {}
+    state_dict = split_banks(state_dict, banks)
     meter = RateMeter(submittable)
 
     def quantize(name: str) -> list[tuple[str, Encoded]]:
@@ -116,7 +123,7 @@ def build_table(state_dict: dict[str, torch.Tensor], ctx: QuantContext, distorti
                 uniform.setdefault(c.method, {})[name] = c
             rows.append(TensorRow(name, tuple(t.shape), t.numel(), distortion.basis(name), pareto(cands), len(cands),
                                   cands))
-    return CandidateTable(rows, distortion.kind, uniform)
+    return CandidateTable(rows, distortion.kind, uniform, banks)
 
 
 def worker_threads() -> int:

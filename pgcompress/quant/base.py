@@ -105,6 +105,10 @@ class Method:
     # row_qparams is each row's absmax (QAT's Triton kernel then computes the scales itself)
     absmax_rows: bool = False
 
+    def inner_methods(self, params: dict) -> list[str]:
+        """Other methods a stored tensor of this method decodes through (a decoder must carry them)."""
+        return []
+
     def quantize(self, name: str, w: torch.Tensor, ctx: QuantContext) -> Encoded:
         raise NotImplementedError
 

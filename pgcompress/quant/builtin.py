@@ -1,3 +1,3 @@
 """Imports every built-in method module so that each registers itself."""
 
-from pgcompress.quant import gptq, int8_ref, passthrough, rtn, waterfill  # noqa: F401
+from pgcompress.quant import gptq, int8_ref, passthrough, rtn, slices, waterfill  # noqa: F401

@@ -32,8 +32,21 @@ def build_decoder(data: bytes, minify: bool = True, source: str = "artifact") ->
     """artifact bytes -> source of a module defining ``decode(data) -> dict[str, torch.Tensor]``."""
     container = fmt.parse(data, source)
     codecs = sorted({s.codec for t in container.tensors for s in t.streams})
-    methods = sorted({t.method for t in container.tensors})
-    return build_decoder_for(codecs, methods, minify)
+    return build_decoder_for(codecs, stored_methods(container), minify)
+
+
+def stored_methods(container: fmt.Container) -> list[str]:
+    """Every method the artifact's tensors decode through: their own and those they nest
+    (``Method.inner_methods``, e.g. a bank stored slice by slice). Unknown names are kept (the
+    caller reports them)."""
+    out = set()
+    for t in container.tensors:
+        out.add(t.method)
+        try:
+            out.update(get_method(t.method).inner_methods(t.params))
+        except PgcError:
+            pass
+    return sorted(out)
 
 
 def build_decoder_for(codecs: list[str], methods: list[str], minify: bool = True) -> str:
