@@ -134,9 +134,18 @@ def main() -> None:
     machine = machine_description()
     names = args.only or list(CHECKPOINTS)
     out_path = RESULTS / "headroom.json"
+    # --only: the other checkpoints' rows (same candidates) are kept; results are written after each
+    # checkpoint, so a long run stopped part-way keeps what it measured
     done = json.loads(out_path.read_text())["runs"] if out_path.is_file() and args.only else []
     done = [r for r in done if r["checkpoint"] not in names and r.get("methods") == METHODS]
     runs = []
+
+    def write() -> None:
+        out = {"machine": machine, "methods": METHODS, "bits": BITS, "calibration": CALIB, "runs": done + runs}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(out, indent=1) + "\n")
+        (RESULTS / "headroom.md").write_text(markdown(out))
+
     with tempfile.TemporaryDirectory(dir=REPO.parent) as tmp:
         work = Path(tmp)
         val = read_shard(SHARED / "sp8192" / "fineweb_val_000000.bin")
@@ -158,10 +167,7 @@ def main() -> None:
                           f"({100 * r['headroom_frac']:.4f}%), {r['rounds']} artifacts, "
                           f"{r['prepare_s']} + {r['solve_s']} s", flush=True)
                     runs.append(r)
-    out = {"machine": machine, "methods": METHODS, "bits": BITS, "calibration": CALIB, "runs": done + runs}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(out, indent=1) + "\n")
-    (RESULTS / "headroom.md").write_text(markdown(out))
+                    write()
 
 
 def markdown(out: dict) -> str:

@@ -120,8 +120,10 @@ def test_the_example_trains_packs_and_the_artifact_restores_its_banks(tmp_path):
     val = SHARED / "data" / "sp8192" / "fineweb_val_000000.bin"
     (tmp_path / "data").mkdir()
     write_shard(tmp_path / "data" / "fineweb_train_000000.bin", read_shard(val)[250_000:300_000])
+    # every shape variable explicit: the module's `banked` fixture holds TINY in os.environ
     env = {**os.environ, "DATA_PATH": str(tmp_path / "data"), "NUM_LAYERS": "2", "MODEL_DIM": "64",
-           "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "ITERATIONS": "3", "TRAIN_SEQ_LEN": "64",
+           "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "MLP_MULT": "4", "VOCAB_SIZE": "8192", "ITERATIONS": "3",
+           "TRAIN_SEQ_LEN": "64",
            "TRAIN_BATCH_TOKENS": "256", "BUDGET": "700000", "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, str(SCRIPT)], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=1800)
