@@ -137,7 +137,9 @@ def main() -> None:
     # --only: the other checkpoints' rows (same candidates) are kept; results are written after each
     # checkpoint, so a long run stopped part-way keeps what it measured
     done = json.loads(out_path.read_text())["runs"] if out_path.is_file() and args.only else []
-    done = [r for r in done if r["checkpoint"] not in names and r.get("methods") == METHODS]
+    # (with --no-whole, the per-bank rows already measured are kept: this run does not redo them)
+    done = [r for r in done if r.get("methods") == METHODS
+            and (r["checkpoint"] not in names or (args.no_whole and not r["per_slice"]))]
     runs = []
 
     def write() -> None:

@@ -4,6 +4,7 @@ exact in its knapsack, and honest about what its distortion is computed from."""
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 import pytest
@@ -219,6 +220,42 @@ def test_the_parallel_candidate_table_equals_a_serial_one(monkeypatch):
     serial, parallel = flat(build(1)), flat(build(2))
     assert {m for _, m, *_ in serial} >= {"int4-gptq", "int4-gptq+lqer", "wf3-kfac"}
     assert parallel == serial
+
+
+def test_the_candidates_bar_advances_only_past_tensors_whose_scoring_is_done(monkeypatch):
+    """The table's progress bar counts scored tensors: each time it moves on, every candidate of
+    the tensors it has passed has its rate and distortion (before, it ran ahead of the scoring
+    threads and reached its end while they still worked, which read like a hang)."""
+    from pgcompress.budget import table as T
+    from pgcompress.budget.distortion import Distortion
+    from pgcompress.quant.base import QuantContext
+
+    g = torch.Generator().manual_seed(0)
+    sd = {f"w{i}": torch.randn(64, 96, generator=g) for i in range(6)}
+    scored: dict[str, int] = {}
+    score = T._score
+
+    def slow_score(name, *args):
+        time.sleep(0.02)  # scoring lags quantizing, as on the shared checkpoint
+        out = score(name, *args)
+        scored[name] = scored.get(name, 0) + 1
+        return out
+
+    seen = []
+
+    def bar(items, desc, enabled=False):
+        for k, item in enumerate(items):
+            if k:  # the bar moved on from the previous tensor: it must be wholly scored
+                seen.append(scored.get(items[k - 1], 0))
+            yield item
+        seen.append(scored.get(items[-1], 0))
+
+    monkeypatch.setattr(T, "_score", slow_score)
+    monkeypatch.setattr(T, "progress_bar", bar)
+    methods = ["int4-rtn", "int6-rtn", "int8-rtn", "fp16"]
+    table = T.build_table(sd, QuantContext({}), Distortion(None), methods=methods)
+    assert seen == [len(methods)] * len(sd)
+    assert [r.tried for r in table.rows] == [len(methods)] * len(sd)
 
 
 def test_headroom_over_the_target_is_explained():

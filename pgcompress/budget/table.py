@@ -100,25 +100,27 @@ def build_table(state_dict: dict[str, torch.Tensor], ctx: QuantContext, distorti
         finally:
             lqer.clear_cache()
 
-    # QUANT_WORKERS tensors are quantized at once and each one's candidates are scored (rate and
-    # distortion) by SCORE_WORKERS more threads while the next ones quantize. Every tensor's work is
-    # the same computation whatever thread runs it, and rows are gathered in state-dict order, so
-    # the table does not depend on the timing (tests/test_budget_solver.py compares it with one
-    # built serially).
+    # QUANT_WORKERS tensors are quantized at once; a tensor's quantizing thread hands its candidates
+    # to SCORE_WORKERS more threads (rate and distortion) as soon as it is done, so scoring overlaps
+    # the next tensors' quantizing. The progress bar counts tensors whose candidates are all scored
+    # (the table is done when it reaches the end). Every tensor's work is the same computation
+    # whatever thread runs it, and rows are gathered in state-dict order, so the table does not
+    # depend on the timing (tests/test_budget_solver.py compares it with one built serially).
     order = list(state_dict)
-    pending, queued = [], {}
+    queued, rows, uniform = {}, [], {}
     with (torch_threads(worker_threads()), ThreadPoolExecutor(QUANT_WORKERS) as qpool,
           ThreadPoolExecutor(SCORE_WORKERS) as spool):
-        for i, name in enumerate(progress_bar(order, "candidates", enabled=progress)):
-            for ahead in order[i:i + QUANT_WORKERS]:
-                if ahead not in queued:
-                    queued[ahead] = qpool.submit(quantize, ahead)
-            encs = queued.pop(name).result()
+
+        def quantize_then_score(name: str) -> list:
             t = state_dict[name]
-            pending.append((name, t, [spool.submit(_score, name, t, m, enc, meter, distortion) for m, enc in encs]))
-        rows, uniform = [], {}
-        for name, t, futures in pending:
-            cands = [f.result() for f in futures]
+            return [spool.submit(_score, name, t, m, enc, meter, distortion) for m, enc in quantize(name)]
+
+        for i, name in enumerate(progress_bar(order, "candidates", enabled=progress)):
+            for ahead in order[i:i + QUANT_WORKERS + 1]:
+                if ahead not in queued:
+                    queued[ahead] = qpool.submit(quantize_then_score, ahead)
+            t = state_dict[name]
+            cands = [f.result() for f in queued.pop(name).result()]
             for c in cands:
                 uniform.setdefault(c.method, {})[name] = c
             rows.append(TensorRow(name, tuple(t.shape), t.numel(), distortion.basis(name), pareto(cands), len(cands),
