@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -122,6 +123,13 @@ def pack_one(sd, script, shards, calib: str, budget: int, per_slice: bool) -> di
             "slice_methods": slices}
 
 
+def code_commit() -> str:
+    """HEAD's short hash, marked where pgcompress/ has changes not committed (rows say what they ran)."""
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    return git("rev-parse", "--short", "HEAD") + ("+uncommitted" if git("status", "--porcelain", "pgcompress") else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", default=None, help="checkpoint names (default: all)")
@@ -132,6 +140,7 @@ def main() -> None:
     METHODS = args.methods or None
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     machine = machine_description()
+    commit = code_commit()
     names = args.only or list(CHECKPOINTS)
     out_path = RESULTS / "headroom.json"
     # --only: the other checkpoints' rows (same candidates) are kept; results are written after each
@@ -164,7 +173,7 @@ def main() -> None:
                     if not per_slice and (args.no_whole or calib != "selfgen" or not any(t.ndim == 3 for t in sd.values())):
                         continue
                     r = pack_one(sd, script, shards, calib, budget, per_slice)
-                    r.update(checkpoint=name, params=params, methods=METHODS)
+                    r.update(checkpoint=name, params=params, methods=METHODS, commit=commit)
                     print(f"  {calib} per_slice={per_slice}: headroom {r['headroom']:,} B "
                           f"({100 * r['headroom_frac']:.4f}%), {r['rounds']} artifacts, "
                           f"{r['prepare_s']} + {r['solve_s']} s", flush=True)
@@ -181,13 +190,13 @@ def markdown(out: dict) -> str:
              "per slice = each bank slice its own method (this solver); per bank = one method per bank "
              "(the solver before, `per_slice=False`).", "",
              "| checkpoint | params | budget B | calibration | banks | total B | headroom B | headroom % | under target | "
-             "artifacts written | prepare s | solve s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "artifacts written | prepare s | solve s | commit |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in out["runs"]:
         mode = "-" if not r["banks"] and r["per_slice"] else ("per slice" if r["per_slice"] else "per bank")
         lines.append(f"| {r['checkpoint']} | {r['params']:,} | {r['budget']:,} | {r['calibration']} | {mode} | "
                      f"{r['total_bytes']:,} | {r['headroom']:,} | {100 * r['headroom_frac']:.4f} | "
                      f"{'yes' if r['headroom_frac'] < TARGET else 'NO'} | {r['rounds']} | {r['prepare_s']} | "
-                     f"{r['solve_s']} |")
+                     f"{r['solve_s']} | {r.get('commit', 'not recorded')} |")
     notes = [f"- {r['checkpoint']} ({r['calibration']}, {'per slice' if r['per_slice'] else 'per bank'}): {r['note']}"
              for r in out["runs"] if r["note"]]
     if notes:

@@ -6,6 +6,7 @@
     probe.py       each calibrated family's predicted damage rescaled by the model's measured loss
     banks.py       3-D weight banks as one row per slice (a method per slice), one tensor in the artifact
     allocate.py    exact multiple-choice knapsack + fill
+    finer.py       rates between a row's waterfill rungs when the last bytes fall between them
     accounting.py  code + decoder + artifact, counted as the submission will be
     solver.py      allocate -> write -> measure -> tighten
 """
@@ -85,7 +86,18 @@ def prepare(state_dict: dict[str, torch.Tensor], calib: CalibConfig | None = Non
         with progress_stage("loss probes", enabled=progress):
             probes = _probe_families(table, split, stats, cfg, groups)
         what += "; " * bool(describe(probes)) + describe(probes)
-    return Prepared(table, what, {}, distortion, ctx.hessians, probes, groups)
+    prepared = Prepared(table, what, {}, distortion, ctx.hessians, probes, groups)
+    if probes and table.more is not None:  # candidates made later get the probes' factors too
+        base = table.more
+
+        def more(name: str, method: str):
+            c = base(name, method)
+            if c is not None:
+                c.dist *= prepared.factor(name, method)
+            return c
+
+        table.more = more
+    return prepared
 
 
 def _probe_families(table: CandidateTable, state_dict, stats, cfg: CalibConfig, groups: dict) -> list[Probe]:

@@ -5,7 +5,9 @@
 3. write the artifact (all allowed codecs, per stream), count code + decoder + artifact exactly;
 4. move the capacity by what the real total missed the budget by, re-allocate, and keep the best
    artifact that fits (the estimated rates are upper bounds, so the first one usually fits and
-   later rounds spend the measured slack). Same inputs -> same bytes.
+   later rounds spend the measured slack);
+5. where what is left is still over 0.01% of the budget and narrower than every row's next step,
+   offer rates between the rungs (``finer.py``) and allocate again. Same inputs -> same bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from pgcompress.budget.accounting import Accounting, Counted
 from pgcompress.budget.allocate import allocate
 from pgcompress.budget.banks import join_banks, merge_encoded, row_bytes, split_banks
+from pgcompress.budget.finer import offer_finer, withdraw
 from pgcompress.budget.rate import header_share
 from pgcompress.budget.table import Candidate, CandidateTable
 from pgcompress.errors import BudgetError
@@ -25,6 +28,7 @@ from pgcompress.pack import assemble
 ROUNDS = 10
 RESCUE_ROUNDS = 8  # downward steps when no round fitted
 POLISH_ROUNDS = 3  # re-allocations from the best artifact's measured rates, after the rounds
+FINER_PASSES = 2  # times finer rungs are offered when the headroom stays over the target
 # What the preamble and the header's fixed part cost beyond the tensors' shares (measured: ~60 B).
 HEADER_FIXED = 256
 # First guess at the minified decoder; round 1 counts the real one, so the guess only moves round 1's
@@ -116,6 +120,16 @@ def solve(table: CandidateTable, state_dict: dict[str, torch.Tensor], budget: in
     if run.best is None:
         run.rescue(capacity)
     best = run.polish(tolerance)
+    added = []  # steps wider than what is left: rates between the rungs (finer.py), for this solve only
+    try:
+        for _ in range(FINER_PASSES):
+            more = [] if best is None or best.headroom < tolerance else offer_finer(table, best.choice, best.headroom)
+            if not more:
+                break
+            added += more
+            best = run.polish(tolerance)
+    finally:
+        withdraw(added)
     history = run.history
     best = _uniform_guard(table, state_dict, budget, accounting, codec, submittable, cache, best)
     if best is not None:

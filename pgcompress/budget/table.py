@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -61,6 +62,10 @@ class CandidateTable:
     # bank name -> slices, for banks whose rows are their slices ``name[i]`` (banks.py); the solver
     # splits the state dict the same way and stores each such bank as one ``slices`` entry
     banks: dict[str, int] = field(default_factory=dict)
+    # (row name, method name) -> that candidate quantized and scored on the same scale as the rows',
+    # or None where the method does not apply: the solver asks for rates between a row's rungs when
+    # its steps are wider than what is left of the budget (solver.finer)
+    more: Callable[[str, str], Candidate | None] | None = field(default=None, repr=False)
 
     @property
     def min_rate(self) -> int:
@@ -125,7 +130,16 @@ def build_table(state_dict: dict[str, torch.Tensor], ctx: QuantContext, distorti
                 uniform.setdefault(c.method, {})[name] = c
             rows.append(TensorRow(name, tuple(t.shape), t.numel(), distortion.basis(name), pareto(cands), len(cands),
                                   cands))
-    return CandidateTable(rows, distortion.kind, uniform, banks)
+    def more(name: str, method: str) -> Candidate | None:
+        t = state_dict[name]
+        try:
+            enc = get_method(method).quantize(name, t, QuantContext(ctx.hessians, device=ctx.device,
+                                                                    out_sens=ctx.out_sens))
+        except MethodError:
+            return None
+        return _score(name, t, method, enc, meter, distortion)
+
+    return CandidateTable(rows, distortion.kind, uniform, banks, more)
 
 
 def worker_threads() -> int:
