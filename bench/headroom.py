@@ -49,6 +49,19 @@ TARGET = 1e-4  # headroom / budget the solver promises
 BITS = 3.5  # stored bits per parameter the budgets are set at (the leaderboard's density)
 CALIB = {"shard": dict(seqs=8, seq_len=256), "selfgen": dict(selfgen=8, seq_len=128)}
 
+# What the table's commits were, and what earlier runs of the same rows measured (kept here so a
+# re-run of part of the table does not lose it)
+HISTORY = ("Each row names the commit it ran at. 0faadd2 (and 936ed2c, the same solver code): per-slice rows, "
+           "knapsack + fill with single upgrades and with one tensor up paid by another's downgrade "
+           "(allocate._swap); '0faadd2 before its swaps': that commit's code before the swaps were added. "
+           "0d3d862: where what is left is narrower than every row's next candidate, waterfill rates between "
+           "the rungs (budget/finer.py). At 936ed2c two rows missed the target, each with the note that no "
+           "tensor's next candidate fit: banks-6x384-mlp3-trained selfgen 875 B (0.018%, smallest upgrade "
+           "+938 B on kv_bank[2]) and banks-8x320-mlp3-spread shard 641 B (0.0135%); 0d3d862 re-measured them "
+           "(rows above). Before the swaps, banks-6x384-mlp4-spread selfgen per slice left 585 B (0.0104%). "
+           "Times are wall seconds on 2 cores shared with other work (a test suite ran beside the 936ed2c "
+           "rows), not a speed measurement.")
+
 # name -> (script, shape env, weights: "spread" or training steps)
 CHECKPOINTS = {
     "banks-6x384-mlp4-spread": ("record_banks", dict(NUM_LAYERS=6, MODEL_DIM=384, MLP_MULT=4), "spread"),
@@ -191,12 +204,15 @@ def markdown(out: dict) -> str:
              "(the solver before, `per_slice=False`).", "",
              "| checkpoint | params | budget B | calibration | banks | total B | headroom B | headroom % | under target | "
              "artifacts written | prepare s | solve s | commit |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in out["runs"]:
+    order = list(CHECKPOINTS)
+    for r in sorted(out["runs"], key=lambda r: (order.index(r["checkpoint"]), r["calibration"] != "shard",
+                                                 not r["per_slice"])):
         mode = "-" if not r["banks"] and r["per_slice"] else ("per slice" if r["per_slice"] else "per bank")
         lines.append(f"| {r['checkpoint']} | {r['params']:,} | {r['budget']:,} | {r['calibration']} | {mode} | "
                      f"{r['total_bytes']:,} | {r['headroom']:,} | {100 * r['headroom_frac']:.4f} | "
                      f"{'yes' if r['headroom_frac'] < TARGET else 'NO'} | {r['rounds']} | {r['prepare_s']} | "
                      f"{r['solve_s']} | {r.get('commit', 'not recorded')} |")
+    lines += ["", HISTORY]
     notes = [f"- {r['checkpoint']} ({r['calibration']}, {'per slice' if r['per_slice'] else 'per bank'}): {r['note']}"
              for r in out["runs"] if r["note"]]
     if notes:
