@@ -13,11 +13,10 @@ from __future__ import annotations
 import re
 
 from pgcompress.budget.table import Candidate, CandidateTable, TensorRow, pareto
+from pgcompress.quant.waterfill import PATTERN, WfName, parse_name
 
 FINER_ROWS = 6  # rows offered rates between their rungs, by predicted damage saved per byte
 FRACTIONS = (0.9, 0.5)  # of what is left of the budget, spent by each new rate
-WF = re.compile(r"wf(\d+(?:\.\d+)?)(-kfac)?")
-MAX_BITS = 12.0  # the family's grammar (quant/waterfill.parse_name)
 
 
 def offer_finer(table: CandidateTable, choice: list, headroom: int) -> list[tuple[TensorRow, Candidate]]:
@@ -29,26 +28,25 @@ def offer_finer(table: CandidateTable, choice: list, headroom: int) -> list[tupl
         return []
     ranked = []
     for i, (row, c) in enumerate(zip(table.rows, choice)):
-        m = WF.fullmatch(c.method)
-        up = [x for x in row.front if x.rate > c.rate and x.dist < c.dist]
-        if m is None or not up:
+        wf, up = _waterfill(c.method), row.upgrades(c)
+        if wf is None or not up:
             continue
-        nxt, bits = up[0], float(m.group(1))
-        n = WF.fullmatch(nxt.method)
-        if n is not None and n.group(2) == m.group(2) and float(n.group(1)) > bits:
-            per_bit = (nxt.rate - c.rate) / (float(n.group(1)) - bits)  # bytes per nominal bit, measured
+        nxt = up[0]
+        n = _waterfill(nxt.method)
+        if n is not None and n.kfac == wf.kfac and n.bits > wf.bits:
+            per_bit = (nxt.rate - c.rate) / (n.bits - wf.bits)  # bytes per nominal bit, measured
         else:
             per_bit = row.numel / 8
-        ranked.append(((c.dist - nxt.dist) / (nxt.rate - c.rate), -i, row, c, bits, m.group(2) or "", per_bit))
+        ranked.append(((c.dist - nxt.dist) / (nxt.rate - c.rate), -i, row, c, wf, per_bit))
     ranked.sort(key=lambda r: (r[0], r[1]), reverse=True)
     added = []
-    for _, _, row, c, bits, suffix, per_bit in ranked[:FINER_ROWS]:
+    for _, _, row, c, wf, per_bit in ranked[:FINER_ROWS]:
         for frac in FRACTIONS:
-            b = round(bits + frac * headroom / max(per_bit, 1e-9), 4)
-            name = f"wf{b:g}{suffix}"
-            if not bits < b <= MAX_BITS or any(x.method == name for x in row.all or row.front):
+            b = round(wf.bits + frac * headroom / max(per_bit, 1e-9), 4)
+            name = f"wf{b:g}{'-kfac' if wf.kfac else ''}"
+            if b <= wf.bits or any(x.method == name for x in row.all or row.front):
                 continue
-            cand = table.more(row.name, name)
+            cand = table.more(row.name, name)  # None for a rate the family's grammar refuses
             if cand is None or cand.dist >= c.dist:
                 continue
             row.all = row.all or list(row.front)
@@ -56,6 +54,10 @@ def offer_finer(table: CandidateTable, choice: list, headroom: int) -> list[tupl
             row.front = pareto(row.all)
             added.append((row, cand))
     return added
+
+
+def _waterfill(method: str) -> WfName | None:
+    return parse_name(method) if re.fullmatch(PATTERN, method) else None
 
 
 def withdraw(added: list[tuple[TensorRow, Candidate]]) -> None:

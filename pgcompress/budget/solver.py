@@ -209,7 +209,7 @@ def headroom_note(table: CandidateTable, best: Solution, tolerance: int) -> str:
         return ""
     steps = []
     for row, c in zip(table.rows, best.choice):
-        up = [x.rate - c.rate for x in row.front if x.rate > c.rate and x.dist < c.dist]
+        up = [x.rate - c.rate for x in row.upgrades(c)]
         if up:
             steps.append((min(up), row.name))
     share = f"headroom {best.headroom:,} B ({100 * best.headroom / best.budget:.3f}% of the budget)"

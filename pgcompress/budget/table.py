@@ -47,6 +47,10 @@ class TensorRow:
     tried: int  # candidates evaluated before pruning
     all: list[Candidate] = field(default_factory=list, repr=False)  # every candidate evaluated
 
+    def upgrades(self, cand: Candidate) -> list[Candidate]:
+        """The front's candidates that cost more than ``cand`` and damage less, cheapest first."""
+        return [x for x in self.front if x.rate > cand.rate and x.dist < cand.dist]
+
     def measured(self, cand: Candidate, rate: int) -> None:
         """The artifact measured ``cand``'s real bytes: use them and recompute the front."""
         cand.rate = rate
@@ -130,6 +134,7 @@ def build_table(state_dict: dict[str, torch.Tensor], ctx: QuantContext, distorti
                 uniform.setdefault(c.method, {})[name] = c
             rows.append(TensorRow(name, tuple(t.shape), t.numel(), distortion.basis(name), pareto(cands), len(cands),
                                   cands))
+
     def more(name: str, method: str) -> Candidate | None:
         t = state_dict[name]
         try:
