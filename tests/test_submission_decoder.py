@@ -129,6 +129,20 @@ def test_decoder_carries_the_library_walk_verbatim():
     assert "__name__ =" not in src
 
 
+def test_memoised_minify_gives_what_python_minifier_gives_for_each_source():
+    """The solver builds a decoder per artifact it writes; the minified text is memoised by source:
+    each source must still get its own minification, the same as python-minifier's."""
+    import python_minifier
+
+    from pgcompress.submission.decoder import build_decoder_for
+
+    for codecs, methods in ((["raw"], ["fp16"]), (["zlib"], ["fp16"]), (["raw"], ["fp16"]), (["raw"], ["int8-ref"])):
+        src = build_decoder_for(codecs, methods, minify=False)
+        direct = python_minifier.minify(src, remove_literal_statements=True, rename_globals=False)
+        assert build_decoder_for(codecs, methods) == direct
+    assert build_decoder_for(["raw"], ["fp16"]) != build_decoder_for(["zlib"], ["fp16"])
+
+
 def test_rans_ctx2_artifact_decodes_in_a_child_process(tmp_path):
     """A whole artifact whose code matrices use rans-ctx2 (ragged, single-symbol and all-equal
     columns included), decoded by the generated module where pgcompress cannot be imported."""
