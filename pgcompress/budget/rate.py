@@ -1,5 +1,5 @@
-"""Rate: the coded bytes of one tensor's stored form, measured by encoding it (or, for large code
-matrices, estimated from the context model).
+"""Rate: the coded bytes of one tensor's stored form, measured by encoding it (or, for integer
+code matrices, estimated from the context model).
 
 Each stream is encoded with the codecs the artifact can use and the smallest blob counts. For
 speed, large float streams try raw and zlib, and small streams every allowed codec but the lzma
@@ -7,15 +7,21 @@ ones. The final artifact picks among all allowed codecs, so its blobs are never 
 the rate is an upper bound that ``pgc pack`` then tightens on the real bytes. Results are cached
 by stream content.
 
-Large integer code matrices are not coded at all: fitting all the models rans-ctx2 tries (five
-width quantizations, 41 widths per context, and centres) took ~0.5-0.8 s per 512 x 1,024 matrix,
-most of a candidate table's time. Their rate is the ideal size of the smaller of two of those
-models (no centres, and the rounded row and column means as centres where any is not 0; 4 width
-steps an octave, 9 widths per context) plus every lane's final state: within a few percent above
-the codec's own choice (the smallest of its models, really coded). Byte compressors are not tried
-on them (``choose.auto_codecs``), and order-0 rans and bitpack only where the values' order-0
-entropy is below the estimate (a nearly constant matrix): on real code matrices it never is
-(bench/results/generic_vs_symbol.md).
+Integer code matrices are not coded by rans-ctx2 here: fitting all the models it tries (five width
+quantizations, 41 widths per context, and centres) took ~0.5-0.8 s per 512 x 1,024 matrix, most of
+a candidate table's time, and ~0.1-0.2 s on matrices of a few thousand values, where the fits and
+the coding loop do not shrink with the matrix (a 0.2M-parameter model's pack: 51 s with them, two
+thirds of it those fits). Their rate is the ideal size of the smaller of two of those models (no
+centres, and the rounded row and column means as centres where any is not 0; 4 width steps an
+octave, 9 widths per context) plus every lane's final state: never below the codec's own choice
+(the smallest of its models, really coded), within a few percent above it on large matrices and on
+the candidates of small models (0.0-1.4% on a 0.2M-parameter model's 198 code matrices), up to ~25%
+on small random ones with row or column offsets (tests/test_budget_rate.py); the solver's rounds
+measure what they choose. Large code matrices are not tried with byte compressors
+(``choose.auto_codecs``), and order-0 rans and bitpack only where the values' order-0 entropy is
+below the estimate (a nearly constant matrix): on real code matrices it never is
+(bench/results/generic_vs_symbol.md). Small ones still try every allowed codec but rans-ctx2 and
+the lzma ones.
 """
 
 from __future__ import annotations
@@ -72,12 +78,14 @@ class RateMeter:
             info = stream_info_for(a)
             codecs = self.codecs_for(a)
             sizes = []
-            if CTX_CODEC in codecs and info.raw_nbytes > SMALL_STREAM_BYTES:
+            if CTX_CODEC in codecs:
                 est = ctx_estimate(a, info)
                 codecs = [c for c in codecs if c != CTX_CODEC]
                 if est is not None:
                     sizes.append(est)
-                    if order0_bytes(a) >= est:  # no static order-0 code (rans, bitpack) can be smaller
+                    # a large matrix tries only order-0 coders beside it (choose.auto_codecs), and none
+                    # of them can be smaller where the order-0 entropy is not; small ones keep theirs
+                    if info.raw_nbytes > SMALL_STREAM_BYTES and order0_bytes(a) >= est:
                         codecs = []
             if codecs or not sizes:
                 sizes.append(len(choose_codec(a.reshape(-1), info, codecs or [CTX_CODEC], self.submittable)[1]))

@@ -7,7 +7,10 @@
    artifact that fits (the estimated rates are upper bounds, so the first one usually fits and
    later rounds spend the measured slack);
 5. where what is left is still over 0.01% of the budget and narrower than every row's next step,
-   offer rates between the rungs (``finer.py``) and allocate again. Same inputs -> same bytes.
+   offer rates between the rungs (``finer.py``) and allocate again;
+6. self-contained: where it is still over, allocate within the best artifact's methods and within
+   them plus or less one (the decoder's size moves with the methods; the knapsack cannot see it).
+   Same inputs -> same bytes.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ ROUNDS = 10
 RESCUE_ROUNDS = 8  # downward steps when no round fitted
 POLISH_ROUNDS = 3  # re-allocations from the best artifact's measured rates, after the rounds
 FINER_PASSES = 2  # times finer rungs are offered when the headroom stays over the target
+SET_TRIES = 6  # method sets allocated within at the end (self-contained), when the headroom stays over it
 # What the preamble and the header's fixed part cost beyond the tensors' shares (measured: ~60 B).
 HEADER_FIXED = 256
 # First guess at the minified decoder; round 1 counts the real one, so the guess only moves round 1's
@@ -130,8 +134,10 @@ def solve(table: CandidateTable, state_dict: dict[str, torch.Tensor], budget: in
             best = run.polish(tolerance)
     finally:
         withdraw(added)
+    run.best = _uniform_guard(table, state_dict, budget, accounting, codec, submittable, cache, best)
+    run.polish(tolerance)  # spend what a uniform configuration that won leaves, too
+    best = run.method_sets(tolerance)
     history = run.history
-    best = _uniform_guard(table, state_dict, budget, accounting, codec, submittable, cache, best)
     if best is not None:
         best.history = history
         best.headroom_note = headroom_note(table, best, tolerance)
@@ -158,10 +164,14 @@ class _Rounds:
     def round(self, capacity: int) -> tuple[int | None, bool]:
         """(counted total of the allocation at ``capacity``, whether any rate was refined); total
         None when nothing fits the capacity."""
-        choice = allocate(self.table, capacity)
+        return self.allocate_and_write(self.table, capacity)
+
+    def allocate_and_write(self, table: CandidateTable, capacity: int) -> tuple[int | None, bool]:
+        """``round`` on ``table`` (this one, or a view of it with fewer methods)."""
+        choice = allocate(table, capacity)
         if choice is None:
             return None, False
-        cands = _candidates(self.table, choice)
+        cands = _candidates(table, choice)
         key = tuple(c.method for c in cands)
         if key in self.seen:
             return self.seen[key], False
@@ -201,6 +211,43 @@ class _Rounds:
                 break
         return self.best
 
+    def method_sets(self, tolerance: int) -> Solution | None:
+        """A self-contained submission counts the decoder, and its size depends on which methods
+        the artifact uses (kilobytes for some), which the knapsack does not see: on a small model the
+        rounds can end with a method set whose upgrades all need another method. Where the best
+        artifact leaves ``tolerance`` or more, allocate within its own methods, then within them plus
+        or less one method (each new method once, most predicted damage its upgrades save first; at
+        most SET_TRIES sets), each at the capacity the best artifact leaves, pulled back by what its
+        own artifact overshoots (the decoder's change, measured); keep what fits."""
+        if self.accounting.mode != "self-contained":
+            return self.best
+        tried: set[frozenset] = set()
+        for _ in range(SET_TRIES):
+            best = self.best
+            if best is None or best.headroom < tolerance:
+                break
+            used = frozenset(c.method for c in best.choice)
+            saved: dict[str, float] = {}  # method -> damage its upgrades over the best choice save
+            for row, c in zip(self.table.rows, best.choice):
+                for x in row.upgrades(c):
+                    saved[x.method] = max(saved.get(x.method, 0.0), c.dist - x.dist)
+            sets = [used] + [used | {m} for m in sorted(saved, key=lambda m: (-saved[m], m)) if m not in used]
+            sets += [used - {m} for m in sorted(used)]
+            todo = next((s for s in sets if s not in tried), None)
+            if todo is None:
+                break
+            tried.add(todo)
+            view = self.table.within(set(todo), best.choice)
+            if view is None:
+                continue
+            capacity = sum(c.rate for c in best.choice) + best.headroom
+            for _ in range(3):
+                total, _ = self.allocate_and_write(view, capacity)
+                if total is None or total < self.budget:
+                    break
+                capacity -= total - self.budget + 1 + tolerance // 4
+        return self.best
+
 
 def headroom_note(table: CandidateTable, best: Solution, tolerance: int) -> str:
     """Why ``best`` leaves ``tolerance`` bytes or more unused (empty when it does not): no tensor's
@@ -209,17 +256,18 @@ def headroom_note(table: CandidateTable, best: Solution, tolerance: int) -> str:
         return ""
     steps = []
     for row, c in zip(table.rows, best.choice):
-        up = [x.rate - c.rate for x in row.upgrades(c)]
+        up = [(x.rate - c.rate, x.method) for x in row.upgrades(c)]
         if up:
-            steps.append((min(up), row.name))
+            steps.append((*min(up), row.name))
     share = f"headroom {best.headroom:,} B ({100 * best.headroom / best.budget:.3f}% of the budget)"
     if not steps:
         return f"{share}: every tensor already has its largest candidate"
-    step, name = min(steps)
+    step, method, name = min(steps, key=lambda s: (s[0], s[2]))
     if step > best.headroom:
         return (f"{share}: no tensor's next candidate fits in it (the smallest upgrade is +{step:,} B, on {name}); "
                 "finer candidates would fill it")
-    return (f"{share}: an upgrade of +{step:,} B ({name}) fits by its estimated rate, but the solver's rounds "
+    new = "" if method in {c.method for c in best.choice} else f"; it adds {method} to the artifact (and its decoder)"
+    return (f"{share}: an upgrade of +{step:,} B ({name}) fits by its estimated rate{new}, but the solver's rounds "
             "ended without a configuration that used it and still fit")
 
 

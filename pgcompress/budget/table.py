@@ -9,7 +9,7 @@ tensor keeps its rate-distortion front, sorted by rate.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -78,6 +78,19 @@ class CandidateTable:
     @property
     def max_rate(self) -> int:
         return sum(r.front[-1].rate for r in self.rows)
+
+    def within(self, methods: set[str], keep: list[Candidate]) -> CandidateTable | None:
+        """A view whose rows offer only ``methods`` (plus each row's candidate in ``keep``), for an
+        allocation that must not add a method; the candidates are the same objects. None where a
+        row would offer nothing."""
+        rows = []
+        for row, k in zip(self.rows, keep):
+            cands = [c for c in row.all or row.front if c.method in methods]
+            cands += [k] if k is not None and k.method in methods and all(k is not c for c in cands) else []
+            if not cands:
+                return None
+            rows.append(replace(row, front=pareto(cands), all=cands))
+        return replace(self, rows=rows)
 
 
 def tensor_kind(name: str, t: torch.Tensor, ctx: QuantContext) -> TensorKind:
