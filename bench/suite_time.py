@@ -42,7 +42,7 @@ def measure(commit: str, keep: bool) -> dict:
     env = dict(os.environ, PYTEST_ADDOPTS="--durations=40")
     env.pop("VIRTUAL_ENV", None)
     load = os.getloadavg()[0]
-    machine = machine_description()
+    machine = machine_description().split(", load average")[0]  # the load has its own column
     t0 = time.monotonic()
     r = subprocess.run(["bash", ".ci/run"], cwd=clone, env=env, capture_output=True, text=True)
     wall = time.monotonic() - t0
@@ -76,6 +76,8 @@ def write(rows: list[dict]) -> None:
     for r in rows:
         out.append(f"| {r['commit']} | {r['pytest']} | {r['pytest_s']} | {r['ci_run_s']} | {r['rc']} | "
                    f"{r['load_at_start']} | {r['date']} | {r['machine']} |")
+    notes = [f"- {r['commit']}: {r['note']}" for r in rows if r.get("note")]
+    out += ["", "Notes:", "", *notes] if notes else []
     for r in rows:
         out += ["", f"## Slowest tests at {r['commit']}", "", "| s | phase | test |", "|---|---|---|"]
         out += [f"| {s} | {p} | `{t}` |" for s, p, t in r["slowest"]]
@@ -90,6 +92,7 @@ def main() -> None:
                     help="record the one commit given from a .ci/run log of a run made by hand the same way "
                          "(fresh clone, PYTEST_ADDOPTS=--durations=40), with its wall time, exit code and "
                          "load average at start; the machine is this one")
+    ap.add_argument("--note", default="", help="a sentence shown under the table for these rows")
     args = ap.parse_args()
     path = RESULTS / "suite_time.json"
     rows = json.loads(path.read_text()) if path.is_file() else []
@@ -102,6 +105,7 @@ def main() -> None:
                       machine_description().split(", load average")[0], Path(log).stat().st_mtime)
         else:
             new = measure(commit, args.keep)
+        new["note"] = args.note
         rows = [r for r in rows if (r["commit"], r["cpu"]) != (new["commit"], new["cpu"])] + [new]
         write(rows)
         print(f"{new['commit']}: {new['pytest']} in {new['pytest_s']} s; .ci/run {new['ci_run_s']} s, exit {new['rc']}")
