@@ -201,12 +201,7 @@ class _Rounds:
             best = self.best
             if best is None or best.headroom < tolerance:
                 break
-            capacity = sum(c.rate for c in best.choice) + best.headroom
-            for _ in range(2):
-                total, _ = self.round(capacity)
-                if total is None or total < self.budget:
-                    break
-                capacity -= total - self.budget + 1 + tolerance // 4
+            self.fit(self.table, sum(c.rate for c in best.choice) + best.headroom, tolerance, 2)
             if self.best is best:
                 break
         return self.best
@@ -240,13 +235,17 @@ class _Rounds:
             view = self.table.within(set(todo), best.choice)
             if view is None:
                 continue
-            capacity = sum(c.rate for c in best.choice) + best.headroom
-            for _ in range(3):
-                total, _ = self.allocate_and_write(view, capacity)
-                if total is None or total < self.budget:
-                    break
-                capacity -= total - self.budget + 1 + tolerance // 4
+            self.fit(view, sum(c.rate for c in best.choice) + best.headroom, tolerance, 3)
         return self.best
+
+    def fit(self, table: CandidateTable, capacity: int, tolerance: int, tries: int) -> None:
+        """Allocate and write at ``capacity``, pulling it back by each overshoot (plus a quarter of
+        the tolerance), at most ``tries`` artifacts."""
+        for _ in range(tries):
+            total, _ = self.allocate_and_write(table, capacity)
+            if total is None or total < self.budget:
+                return
+            capacity -= total - self.budget + 1 + tolerance // 4
 
 
 def headroom_note(table: CandidateTable, best: Solution, tolerance: int) -> str:
